@@ -1,0 +1,1 @@
+"""Pure tensor functions: box conversions, anchors, IoU."""
