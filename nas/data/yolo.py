@@ -1,0 +1,210 @@
+"""YOLO (ultralytics) loader: a ``data.yaml`` plus one label txt file per image.
+
+``data.yaml`` keys:
+    - ``path``: dataset root; relative paths are relative to the yaml's folder (absent: that
+      folder).
+    - ``train`` / ``val`` / ``test``: a folder of images (searched recursively), a ``.txt`` file
+      listing image paths, or a list of those; relative to ``path``. Lines of a txt list that
+      start with ``./`` are relative to the txt's folder (as in ultralytics), other relative
+      lines relative to ``path``.
+    - ``names``: a list, or a dict ``{0: name, 1: name, ...}`` with keys 0..C-1; ``nc``
+      (optional) must equal the number of names.
+
+Labels: the label file of ``.../images/.../x.jpg`` is ``.../labels/.../x.txt`` (the last
+``/images/`` replaced, as ultralytics does); each line ``class xc yc w h`` normalised to 0..1,
+or ``class x1 y1 x2 y2 x3 y3 ...`` (a polygon, whose bounding box is used). A missing or empty
+label file makes a background image. Label files without an image are counted only for folder
+splits (a txt list does not say which images the label folder should hold).
+
+Example:
+    >>> ds = load_yolo("coco128/coco128.yaml", "train")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from nas.data.defects import DatasetError, DefectReport, image_size, repair_boxes
+from nas.data.records import DetectionDataset, Sample
+
+__all__ = ["IMAGE_SUFFIXES", "image_to_label_path", "load_yolo", "read_data_yaml"]
+
+IMAGE_SUFFIXES = frozenset(
+    {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"}
+)
+
+
+def image_to_label_path(image: Path) -> Path:
+    """``.../images/.../x.jpg`` -> ``.../labels/.../x.txt`` (ultralytics' ``img2label_paths``)."""
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    text = str(image)
+    if sa in text:
+        head, tail = text.rsplit(sa, 1)
+        text = head + sb + tail
+    return Path(text).with_suffix(".txt")
+
+
+def read_data_yaml(data_yaml: str | Path) -> dict[str, Any]:
+    """Read and check a ``data.yaml``: returns it with ``path`` (absolute) and ``names`` (list).
+
+    Raises:
+        DatasetError: Missing file, not a mapping, missing or bad ``names`` / ``nc``.
+    """
+    data_yaml = Path(data_yaml)
+    if not data_yaml.is_file():
+        raise DatasetError(f"yolo: data yaml {data_yaml} does not exist")
+    try:
+        data = yaml.safe_load(data_yaml.read_text())
+    except yaml.YAMLError as e:
+        raise DatasetError(f"yolo: {data_yaml} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise DatasetError(f"yolo: {data_yaml} must be a mapping with keys path/train/val/names")
+    names = data.get("names")
+    if isinstance(names, dict):
+        keys = sorted(names)
+        if keys != list(range(len(keys))):
+            raise DatasetError(
+                f"yolo: {data_yaml}: key 'names' must map 0..{len(keys) - 1} to names, "
+                f"got keys {keys}"
+            )
+        names = [names[k] for k in keys]
+    if not isinstance(names, list) or not names:
+        raise DatasetError(
+            f"yolo: {data_yaml}: key 'names' must be a non-empty list or dict of class names, "
+            f"got {names!r}"
+        )
+    if "nc" in data and data["nc"] != len(names):
+        raise DatasetError(f"yolo: {data_yaml}: 'nc' is {data['nc']} but 'names' has {len(names)}")
+    root = Path(data.get("path") or ".")
+    if not root.is_absolute():
+        root = data_yaml.parent / root
+    if not root.is_dir():
+        raise DatasetError(f"yolo: {data_yaml}: key 'path' -> {root} is not a folder")
+    return {**data, "path": root.resolve(), "names": [str(n) for n in names]}
+
+
+def _split_images(data_yaml: Path, root: Path, split: str, entry: Any) -> tuple[list[Path], list]:
+    """Image files of a split and the image folders it names (for orphan label files)."""
+    entries = entry if isinstance(entry, list) else [entry]
+    images: list[Path] = []
+    folders: list[Path] = []
+    for item in entries:
+        p = Path(str(item))
+        p = p if p.is_absolute() else root / p
+        if p.is_dir():
+            folders.append(p)
+            images += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file() and p.suffix == ".txt":
+            for line in p.read_text().splitlines():
+                line = line.strip()
+                if not line:
+                    continue
+                if line.startswith("./"):
+                    images.append(p.parent / line[2:])
+                else:
+                    q = Path(line)
+                    images.append(q if q.is_absolute() else root / q)
+        else:
+            raise DatasetError(
+                f"yolo: {data_yaml}: key {split!r} -> {p} is neither a folder nor a .txt list"
+            )
+    return images, folders
+
+
+def _parse_labels(label: Path, width: int, height: int, report: DefectReport):
+    """Boxes (xyxy px) and raw classes (-1 for a non-integer class) of one label file."""
+    boxes, classes = [], []
+    try:
+        lines = label.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        report.add("bad_label")
+        return np.zeros((0, 4)), np.zeros(0, np.int64)
+    for line in lines:
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            report.add("bad_label")
+            continue
+        if len(values) == 5:
+            xc, yc, w, h = values[1:]
+            box = [xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2]
+        elif len(values) >= 7 and len(values) % 2 == 1:
+            xy = np.array(values[1:]).reshape(-1, 2)
+            box = [*xy.min(0).tolist(), *xy.max(0).tolist()]
+        else:
+            report.add("bad_label")
+            continue
+        cls = values[0]
+        boxes.append([box[0] * width, box[1] * height, box[2] * width, box[3] * height])
+        classes.append(int(cls) if cls.is_integer() else -1)
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(classes, dtype=np.int64)
+
+
+def load_yolo(
+    data_yaml: str | Path, split: str = "train", *, warn: bool = True
+) -> DetectionDataset:
+    """Load one split of a YOLO dataset.
+
+    Args:
+        data_yaml: The ``data.yaml`` file.
+        split: Key of the split in the yaml (``train``, ``val``, ``test``).
+        warn: Emit the one-line defect warning.
+
+    Returns:
+        The dataset (``root`` = the yaml's ``path``), image ids 1..N in file order.
+
+    Raises:
+        DatasetError: Bad yaml, missing split key or folder, or no readable image.
+    """
+    data_yaml = Path(data_yaml)
+    data = read_data_yaml(data_yaml)
+    if not data.get(split):
+        raise DatasetError(
+            f"yolo: {data_yaml} has no key {split!r} (keys: {sorted(map(str, data))})"
+        )
+    root, names = data["path"], data["names"]
+    images, folders = _split_images(data_yaml, root, split, data[split])
+    report = DefectReport()
+    samples = []
+    for path in images:
+        if not path.is_file():
+            report.add("missing_image")
+            continue
+        size = image_size(path)
+        if size is None:
+            report.add("unreadable_image")
+            continue
+        label = image_to_label_path(path)
+        if label.is_file():
+            raw_boxes, raw_classes = _parse_labels(label, *size, report)
+        else:
+            raw_boxes, raw_classes = np.zeros((0, 4)), np.zeros(0, np.int64)
+        boxes, classes = repair_boxes(raw_boxes, raw_classes, *size, len(names), report)
+        samples.append(Sample(len(samples) + 1, path, size[0], size[1], boxes, classes))
+    stems = {p.with_suffix("") for p in images}
+    for folder in folders:
+        label_dir = image_to_label_path(folder / "x.jpg").parent
+        if label_dir.is_dir():
+            orphans = [
+                f
+                for f in label_dir.rglob("*.txt")
+                if (folder / f.relative_to(label_dir)).with_suffix("") not in stems
+            ]
+            report.add("label_without_image", len(orphans))
+    if not samples:
+        raise DatasetError(
+            f"yolo: {data_yaml}: split {split!r} has no readable image "
+            f"({report.summary() or 'no images found'})"
+        )
+    ds = DetectionDataset(names, samples, root, report)
+    if warn:
+        report.warn(f"{data_yaml} [{split}]")
+    return ds

@@ -1,0 +1,384 @@
+"""The Optuna study: storage resolution, samplers, enqueued designs, resume, the trial loop.
+
+- Storage: ``None`` -> a JournalStorage file ``<results_dir>/<study_name>/journal.log``; a
+  path (``*.log``, ``*.journal``, or ``journal:///abs/path``) -> a JournalStorage file (safe for
+  several processes on one machine); any other URL (``sqlite:///x.db``, ``postgresql://...``)
+  -> Optuna's own storage for it; ``:memory:`` -> in memory (tests).
+- Resume: re-running the same command loads the study. Trials left RUNNING by a dead process
+  are marked FAIL (``fail_reason = "interrupted: ..."``) first: a trial records its worker
+  (host, pid, process start time) and a heartbeat, so a live worker's trial is never touched.
+- ``n_trials`` counts finished trials (COMPLETE, PRUNED, FAIL) except interrupted ones, so a
+  resumed study runs until that many trials really finished. Workers sharing a journal file
+  take a file lock to ask for a trial, so together they never exceed ``n_trials``.
+
+Example:
+    >>> from nas.search.study import resolve_storage
+    >>> resolve_storage(None, "demo", "results")[1]
+    'results/demo/journal.log'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.search.objective import (
+    Objectives,
+    TrialContext,
+    TrialOutcome,
+    TrialSettings,
+    run_trial,
+)
+from nas.search.space import SearchSpace, load_space
+
+__all__ = [
+    "WORKER_ATTR",
+    "counted_trials",
+    "default_sampler",
+    "enqueue_designs",
+    "fail_stale_trials",
+    "open_study",
+    "resolve_storage",
+    "run_search",
+    "SearchSettings",
+    "study_lock",
+]
+
+WORKER_ATTR = "nas:worker"
+HEARTBEAT_ATTR = "nas:heartbeat"
+INTERRUPTED = "interrupted"
+_JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+
+
+def default_sampler(seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """Optuna 5's default sampler (what ``create_study`` picks without one), seeded.
+
+    In Optuna 5.0 that is ``TPESampler()`` for single- and multi-objective studies alike
+    (independent TPE for several objectives, multivariate for one).
+    """
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def journal_path(storage: str | None, study_name: str, results_dir: str | Path) -> Path | None:
+    """The journal file a storage setting names, or None for a database URL / in memory."""
+    if storage is None or storage == "":
+        return Path(results_dir) / study_name / "journal.log"
+    if storage.startswith("journal://"):
+        return Path(storage.removeprefix("journal://"))
+    if "://" in storage or storage == ":memory:":
+        return None
+    if Path(storage).suffix in _JOURNAL_SUFFIXES or Path(storage).is_file():
+        return Path(storage)
+    raise ValueError(
+        f"storage={storage!r}: not an Optuna storage URL (sqlite:///..., postgresql://..., "
+        f"mysql://...), nor a journal file path (suffix {', '.join(_JOURNAL_SUFFIXES)} or "
+        "journal:///path), nor ':memory:'"
+    )
+
+
+def resolve_storage(
+    storage: str | None, study_name: str, results_dir: str | Path
+) -> tuple[BaseStorage, str]:
+    """The storage object and a display URL (for ``optuna-dashboard``) of a storage setting."""
+    path = journal_path(storage, study_name, results_dir)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path))), str(path)
+    assert storage is not None
+    if storage == ":memory:":
+        return InMemoryStorage(), storage
+    return optuna.storages.get_storage(storage), storage
+
+
+@contextlib.contextmanager
+def study_lock(lock_file: Path | None) -> Iterator[None]:
+    """An exclusive inter-process lock (``flock``; released if the holder dies); no-op if None."""
+    if lock_file is None:
+        yield
+        return
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def open_study(
+    *,
+    study_name: str,
+    storage: BaseStorage,
+    directions: list[str],
+    sampler: optuna.samplers.BaseSampler | None,
+    pruner: optuna.pruners.BasePruner | None,
+) -> optuna.Study:
+    """Create the study, or load it if it exists (resume); its directions must match."""
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, directions=directions, sampler=sampler,
+        pruner=pruner, load_if_exists=True,
+    )
+    have = [d.name.lower() for d in study.directions]
+    if have != directions:
+        raise ValueError(
+            f"study {study_name!r} exists with directions {have}, but the objectives ask for "
+            f"{directions}: use another study_name= or the same objectives= as before"
+        )
+    return study
+
+
+def enqueue_designs(study: optuna.Study, space: SearchSpace) -> list[str]:
+    """Enqueue the baseline and the space's seed designs, once per study; their names.
+
+    A study-level system attribute records that it was done, so resuming or a second worker
+    does not enqueue them again (call under ``study_lock`` when workers may start together).
+    """
+    if study.system_attrs.get("nas:designs_enqueued"):
+        return []
+    designs = {"baseline": space.baseline_choices(), **space.seeds}
+    for name, choices in designs.items():
+        study.enqueue_trial(space.suggested(choices), user_attrs={"design": name})
+    study._storage.set_study_system_attr(study._study_id, "nas:designs_enqueued", True)
+    return list(designs)
+
+
+def worker_id() -> dict[str, Any]:
+    """This process: host name, pid and start time (tells a reused pid from the same process)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks
+
+
+def _worker_alive(worker: dict[str, Any]) -> bool:
+    pid = int(worker.get("pid", -1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    start = worker.get("start")
+    return start is None or _process_start(pid) in (None, start)
+
+
+def is_stale(trial: FrozenTrial, stale_after_s: float, now: float | None = None) -> bool:
+    """Whether a RUNNING trial's worker is gone (dead pid on this host, or no heartbeat)."""
+    now = time.time() if now is None else now
+    worker = trial.system_attrs.get(WORKER_ATTR)
+    if isinstance(worker, dict) and worker.get("host") == socket.gethostname():
+        return not _worker_alive(worker)
+    beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+    if beat is None:
+        start = trial.datetime_start
+        beat = start.timestamp() if start is not None else now
+    return now - float(beat) > stale_after_s
+
+
+def fail_stale_trials(study: optuna.Study, stale_after_s: float) -> list[int]:
+    """Mark FAIL every RUNNING trial whose worker died; the trial numbers."""
+    failed = []
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not is_stale(trial, stale_after_s):
+            continue
+        worker = trial.system_attrs.get(WORKER_ATTR, {})
+        reason = f"{INTERRUPTED}: worker {worker.get('host')}:{worker.get('pid')} stopped"
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            failed.append(trial.number)
+    return failed
+
+
+def counted_trials(study: optuna.Study, stale_after_s: float) -> int:
+    """Trials that count towards ``n_trials``: finished (not interrupted) or live RUNNING."""
+    n = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            n += 1
+        elif t.state == TrialState.FAIL:
+            n += not str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
+        elif t.state == TrialState.RUNNING:
+            n += not is_stale(t, stale_after_s)
+    return n
+
+
+class Heartbeat:
+    """Writes the trial's heartbeat system attribute every ``interval`` seconds (a thread)."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float = 30.0) -> None:
+        self._storage = study._storage
+        self._trial_id = trial._trial_id
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            with contextlib.suppress(Exception):  # a finished trial can no longer be written
+                self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
+
+    def __enter__(self) -> Heartbeat:
+        self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class SearchSettings:
+    """Everything ``run_search`` needs (built from the Hydra config by ``nas.search.__main__``).
+
+    Attributes:
+        study_name: the study's name (also the results folder's name).
+        n_trials: finished trials wanted in the study (resuming continues up to it).
+        storage: storage setting (see ``resolve_storage``); None = journal file in results.
+        seed: seed of the sampler (already applied) and of training.
+        results_dir: parent of ``<study_name>/`` (trials.csv, plots, front/, artifacts/).
+        space_path: the search-space YAML file.
+        budget_overrides: non-None values replace the space file's budgets.
+        objectives: what is maximised / minimised.
+        data: a ``nas.data.DataConfig``.
+        train: a ``nas.train.TrainConfig``.
+        sampler: the Optuna sampler (None: Optuna's default).
+        pruner: the Optuna pruner (None: no pruning).
+        trial: per-trial options.
+    """
+
+    study_name: str
+    n_trials: int
+    space_path: Path
+    data: Any
+    train: Any
+    storage: str | None = None
+    seed: int = 0
+    results_dir: Path = Path("results")
+    budget_overrides: dict[str, float | None] = field(default_factory=dict)
+    objectives: Objectives = field(default_factory=Objectives)
+    sampler: optuna.samplers.BaseSampler | None = None
+    pruner: optuna.pruners.BasePruner | None = None
+    trial: TrialSettings = field(default_factory=TrialSettings)
+
+
+def run_search(settings: SearchSettings) -> optuna.Study:
+    """Run (or resume) a search until ``n_trials`` trials finished; write the results.
+
+    Example:
+        >>> study = run_search(settings)  # doctest: +SKIP
+    """
+    from nas.search.results import write_results
+
+    space = load_space(settings.space_path)
+    space = replace(space, budgets=space.budgets.merged(settings.budget_overrides))
+    if settings.n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {settings.n_trials}")
+    if settings.pruner is not None and not settings.objectives.single and not isinstance(
+        settings.pruner, optuna.pruners.NopPruner
+    ):
+        raise ValueError(
+            "pruners work only in single-objective studies: use objectives=map_under_budget "
+            "with pruner=hyperband|sha, or pruner=none"
+        )
+    out_dir = Path(settings.results_dir) / settings.study_name
+    storage, url = resolve_storage(settings.storage, settings.study_name, settings.results_dir)
+    journal = journal_path(settings.storage, settings.study_name, settings.results_dir)
+    lock_file = journal.with_name(journal.name + ".nas-lock") if journal else None
+    study = open_study(
+        study_name=settings.study_name, storage=storage,
+        directions=settings.objectives.directions, sampler=settings.sampler,
+        pruner=settings.pruner or optuna.pruners.NopPruner(),
+    )
+    stale = settings.trial.stale_after_s
+    with study_lock(lock_file):
+        failed = fail_stale_trials(study, stale)
+        designs = enqueue_designs(study, space)
+    if failed:
+        print(f"[search] marked interrupted trials {failed} as FAIL")
+    if designs:
+        print(f"[search] enqueued designs: {', '.join(designs)}")
+    print(f"[search] study {settings.study_name!r} in {url} "
+          f"(optuna-dashboard {url}); {counted_trials(study, stale)}/{settings.n_trials} done")
+
+    ctx = _make_context(settings, space, out_dir)
+    while True:
+        with study_lock(lock_file):
+            if counted_trials(study, stale) >= settings.n_trials:
+                break
+            trial = study.ask()
+            study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_id())
+        started = time.perf_counter()
+        with Heartbeat(study, trial):
+            outcome = _evaluate(trial, ctx)
+        frozen = study.tell(trial, outcome.values, state=outcome.state, skip_if_finished=True)
+        _progress(study, frozen, settings, time.perf_counter() - started, stale)
+    write_results(study, out_dir, settings.objectives, space=space)
+    return study
+
+
+def _make_context(settings: SearchSettings, space: SearchSpace, out_dir: Path) -> TrialContext:
+    from nas.data import prepare_data
+
+    data = prepare_data(settings.data, settings.train.imgsz, settings.trial.device)
+    return TrialContext(
+        space=space, objectives=settings.objectives, data=data, train=settings.train,
+        settings=settings.trial, artifact_dir=out_dir / "artifacts", nc=len(data.names),
+    )
+
+
+def _evaluate(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
+    """``run_trial`` with every failure turned into a FAIL outcome that names the reason."""
+    try:
+        return run_trial(trial, ctx)
+    except optuna.TrialPruned as e:
+        trial.set_user_attr("prune_reason", str(e) or "pruned")
+        return TrialOutcome(TrialState.PRUNED, reason=str(e))
+    except Exception as e:  # noqa: BLE001 - a bad candidate must not stop the study
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+        reason = f"{type(e).__name__}: {e}"[:2000]
+        trial.set_user_attr("fail_reason", reason)
+        return TrialOutcome(TrialState.FAIL, reason=reason)
+
+
+def _progress(
+    study: optuna.Study, trial: FrozenTrial, settings: SearchSettings, seconds: float,
+    stale: float,
+) -> None:
+    a = trial.user_attrs
+    done = counted_trials(study, stale)
+    parts = [f"[{done}/{settings.n_trials}] trial {trial.number} {trial.state.name}"]
+    if "design" in a:
+        parts.append(f"({a['design']})")
+    if "params" in a:
+        parts.append(f"params={a['params'] / 1e6:.3f}M gflops={a['gflops']:.2f}")
+    if "map50_95" in a:
+        parts.append(f"mAP50-95={a['map50_95']:.4f} mAP50={a['map50']:.4f}")
+    if "duplicate_of" in a:
+        parts.append(f"(copy of trial {a['duplicate_of']})")
+    reason = a.get("reject_reason") or a.get("prune_reason") or a.get("fail_reason")
+    if reason and trial.state != TrialState.COMPLETE:
+        parts.append(f"- {reason}")
+    parts.append(f"[{seconds:.1f} s]")
+    print(" ".join(parts), flush=True)

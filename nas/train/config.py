@@ -1,0 +1,152 @@
+"""``TrainConfig``: the training recipe (mirrors ``conf/train/{brief,full}.yaml``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nas.data.augment import AugmentConfig
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig"]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "linear")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a detector.
+
+    The loss is ultralytics' (summed over the batch), so ``lr0`` values mean what they mean
+    there. There is no gradient accumulation: the optimizer steps after every batch (brief
+    training needs every step it can get).
+
+    Attributes:
+        epochs: Passes over the training cache.
+        imgsz: Square training/validation image side (used to build the image caches).
+        batch_size: Images per optimizer step.
+        optimizer: ``sgd`` (Nesterov) or ``adamw``.
+        lr0: Peak learning rate (after warm-up).
+        lrf: Final learning rate as a fraction of ``lr0``.
+        schedule: Decay after warm-up, per step: ``cosine`` or ``linear``.
+        momentum: SGD momentum / Adam beta1.
+        weight_decay: Decoupled (AdamW) or L2 (SGD) decay on conv/linear weights only.
+        warmup_epochs: Linear warm-up length in epochs (fractions allowed; 0 = none).
+        warmup_bias_lr: Bias learning rate at the start of warm-up (falls to ``lr0``).
+        warmup_momentum: Momentum at the start of warm-up (rises to ``momentum``).
+        grad_clip: Max global gradient norm (0 = no clipping).
+        ema: Keep an exponential moving average of the weights and evaluate/return it.
+        ema_decay: EMA decay upper bound.
+        ema_tau: EMA warm-up in steps: decay = ema_decay * (1 - exp(-updates / tau)).
+        eval_every: Evaluate every k epochs (0: only after the last epoch, which always is).
+        eval_batch_size: Images per forward pass in evaluation.
+        conf: Score threshold of evaluation.
+        iou: NMS IoU threshold of evaluation.
+        max_det: Detections per image in evaluation.
+        augment: Training augmentation (``nas.data.augment.AugmentConfig``); None: the data
+            configuration's (``PreparedData.augment``).
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: Mixed precision (None: on CUDA only).
+        channels_last: channels-last memory format (None: on CUDA only).
+        threads: torch CPU threads (None: all cores).
+        seed: Seed of the weights' RNG, data order and augmentation.
+        deterministic: ``torch.use_deterministic_algorithms`` during fit (warn-only).
+    """
+
+    epochs: int = 10
+    imgsz: int = 320
+    batch_size: int = 16
+    optimizer: str = "sgd"
+    lr0: float = 0.01
+    lrf: float = 0.01
+    schedule: str = "cosine"
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 3.0
+    warmup_bias_lr: float = 0.1
+    warmup_momentum: float = 0.8
+    grad_clip: float = 10.0
+    ema: bool = True
+    ema_decay: float = 0.9999
+    ema_tau: float = 2000.0
+    eval_every: int = 0
+    eval_batch_size: int = 16
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    augment: AugmentConfig | None = None
+    device: str = "cpu"
+    amp: bool | None = None
+    channels_last: bool | None = None
+    threads: int | None = None
+    seed: int = 0
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, Mapping):
+            object.__setattr__(self, "augment", _augment_from(dict(self.augment)))
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train: optimizer={self.optimizer!r}, choose one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"train: schedule={self.schedule!r}, choose one of {SCHEDULES}")
+        checks = {
+            "epochs": self.epochs >= 1,
+            "imgsz": self.imgsz >= 32 and self.imgsz % 32 == 0,
+            "batch_size": self.batch_size >= 1,
+            "lr0": self.lr0 > 0,
+            "lrf": 0 <= self.lrf <= 1,
+            "momentum": 0 <= self.momentum < 1,
+            "weight_decay": self.weight_decay >= 0,
+            "warmup_epochs": self.warmup_epochs >= 0,
+            "warmup_bias_lr": self.warmup_bias_lr >= 0,
+            "warmup_momentum": 0 <= self.warmup_momentum < 1,
+            "grad_clip": self.grad_clip >= 0,
+            "ema_decay": 0 <= self.ema_decay < 1,
+            "ema_tau": self.ema_tau > 0,
+            "eval_every": self.eval_every >= 0,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "conf": 0 <= self.conf < 1,
+            "iou": 0 < self.iou <= 1,
+            "max_det": self.max_det >= 1,
+            "threads": self.threads is None or self.threads >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
+            raise ValueError(
+                f"train: invalid {values} (epochs >= 1, imgsz a multiple of 32, batch_size >= 1, "
+                "lr0 > 0, 0 <= lrf <= 1, 0 <= momentum < 1, weight_decay >= 0, warmup_* >= 0, "
+                "0 <= ema_decay < 1, 0 <= conf < 1, 0 < iou <= 1, threads >= 1 or null)"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a plain mapping (e.g. a resolved Hydra group); unknown keys are errors.
+
+        Example:
+            >>> TrainConfig.from_dict({"epochs": 2, "augment": {"enabled": False}}).augment.enabled
+            False
+        """
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"train: unknown keys {unknown}; valid keys: {known}")
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready dict (``from_dict(to_dict())`` round-trips)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _augment_from(values: dict[str, Any]) -> AugmentConfig:
+    known = [f.name for f in dataclasses.fields(AugmentConfig)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"train.augment: unknown keys {unknown}; valid keys: {known}")
+    return AugmentConfig(**values)
