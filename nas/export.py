@@ -58,7 +58,7 @@ def parse_budget(text: str) -> tuple[str, float]:
 
 
 def _feasible(trial: FrozenTrial) -> bool:
-    return all(v <= 0 for v in trial.constraints) if trial.constraints else True
+    return all(v <= 0 for v in trial.constraints.values())
 
 
 def select_trial(

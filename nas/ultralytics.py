@@ -8,11 +8,13 @@ cannot be taught to it by assigning a name. ``register()`` therefore wraps ``par
 2. otherwise this project's builder builds the whole description once (same scale, ``nc`` and
    input channels), and each row ultralytics does not know (``C2fGhost``, ``CSPPC``,
    ``C2fFaster``, ``Down_wt``, ``AFPN``, ``TimmBackbone`` and this project's one-argument
-   ``Index``) is rewritten as an ``Index`` row ``[c_out, <prebuilt token>]``: ultralytics'
+   ``Index``) is rewritten as an ``Index`` row ``[c_out, <prebuilt token>]`` (ultralytics'
    ``Index`` branch takes the output channels from the first argument and calls the class with
-   the rest, and during the call ``tasks.Index`` is a dispatcher that returns the prebuilt module
-   for a token (and ultralytics' own ``Index`` otherwise). Rows ultralytics knows are built by
-   ultralytics itself, so its ``Detect`` head, loss and trainer are used unchanged.
+   the rest), or, for a row with several inputs (``AFPN``), a ``Concat`` row (the one branch that
+   accepts a list ``from``). During the call ``tasks.Index`` and ``tasks.Concat`` are
+   dispatchers that return the prebuilt module for a token and ultralytics' own class otherwise.
+   Rows ultralytics knows are built by ultralytics itself, so its ``Detect`` head, loss and
+   trainer are used unchanged.
 
 Usage::
 
@@ -104,21 +106,25 @@ def _rewrite(d: dict[str, Any], ch: int, store: dict[int, nn.Module]) -> dict[st
         c_out = channels[i]
         key = len(store)
         store[key] = model.layers[i]
-        c2 = c_out if isinstance(c_out, int) else sum(c_out)
-        d[section][j] = [frm, 1, "Index", [c2, [_TOKEN, key]]]
+        if isinstance(frm, list):  # several inputs: the Concat branch accepts a list 'from'
+            d[section][j] = [frm, 1, "Concat", [[_TOKEN, key]]]
+        else:
+            c2 = c_out if isinstance(c_out, int) else sum(c_out)
+            d[section][j] = [frm, 1, "Index", [c2, [_TOKEN, key]]]
     return d
 
 
-def _dispatcher(original_index: type, store: dict[int, nn.Module]) -> type:
-    class Index(original_index):  # type: ignore[misc, valid-type]
-        """ultralytics' Index, or a prebuilt module of this project for a token."""
+def _dispatcher(original: type, store: dict[int, nn.Module]) -> type:
+    """A stand-in for ultralytics' class ``original``: prebuilt module for a token, else real."""
 
+    class Dispatcher(original):  # type: ignore[misc, valid-type]
         def __new__(cls, *args: Any, **kwargs: Any) -> Any:
             if args and isinstance(args[0], list) and args[0][:1] == [_TOKEN]:
                 return store[args[0][1]]
-            return original_index(*args, **kwargs)
+            return original(*args, **kwargs)
 
-    return Index
+    Dispatcher.__name__ = Dispatcher.__qualname__ = original.__name__
+    return Dispatcher
 
 
 def register() -> None:
@@ -134,12 +140,12 @@ def register() -> None:
         rewritten = _rewrite(d, ch, store)
         if rewritten is d:
             return original(d, ch, verbose)
-        saved_index = tasks.Index
-        tasks.Index = _dispatcher(saved_index, store)
+        saved = tasks.Index, tasks.Concat
+        tasks.Index, tasks.Concat = (_dispatcher(c, store) for c in saved)
         try:
             return original(rewritten, ch, verbose)
         finally:
-            tasks.Index = saved_index
+            tasks.Index, tasks.Concat = saved
 
     setattr(parse_model, _ORIGINAL, original)
     tasks.parse_model = parse_model

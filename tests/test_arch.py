@@ -1,4 +1,4 @@
-"""Architecture descriptions: validation, YAML loading, scale choice, name resolution, round trips."""
+"""Architecture descriptions: validation, YAML loading, scales, name resolution, round trips."""
 
 from __future__ import annotations
 
@@ -128,8 +128,10 @@ def test_args_strings_are_read_like_ultralytics():
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ([[-1, 1, "Conv"]], r"head row 0 \(row 2\): a row must be \[from, repeats, module, args\]"),
-        ([[-1, 0, "Conv", [8]]], r"head row 0 \(row 2\): key 'repeats' must be an int >= 1, got 0"),
+        ([[-1, 1, "Conv"]],
+         r"head row 0 \(row 2\): a row must be \[from, repeats, module, args\]"),
+        ([[-1, 0, "Conv", [8]]],
+         r"head row 0 \(row 2\): key 'repeats' must be an int >= 1, got 0"),
         ([[-1, 1.5, "Conv", [8]]], r"key 'repeats' must be an int >= 1, got 1.5"),
         ([["a", 1, "Conv", [8]]], r"key 'from' must be an int or a non-empty list"),
         ([[[], 1, "Conv", [8]]], r"key 'from' must be an int or a non-empty list"),
@@ -139,7 +141,8 @@ def test_args_strings_are_read_like_ultralytics():
         ([[-4, 1, "Conv", [8]]], r"key 'from' value -4 does not refer to an earlier row"),
         ([[[-1, 2], 1, "Concat", [1]]], r"key 'from' value 2 does not refer"),
         ([[-1, 1, "NoSuchBlock", [8]]],
-         r"row 2 \(head row 0\): key 'module': unknown block 'NoSuchBlock'; registered blocks: .*C2f"),
+         r"row 2 \(head row 0\): key 'module': unknown block 'NoSuchBlock'; "
+         r"registered blocks: .*C2f"),
     ],
 )
 def test_bad_rows_name_source_row_key_and_value(rows, message):
@@ -165,7 +168,8 @@ def test_bad_top_level_values(tmp_path: Path):
     with pytest.raises(ArchError, match="must be a mapping"):
         load_arch("- 1\n- 2\n")
     row_file = tmp_path / "row.yaml"
-    row_file.write_text(yaml.safe_dump({**TINY, "head": [[-1, 1, "Conv", [8]], [9, 1, "C2f", []]]}))
+    rows = [[-1, 1, "Conv", [8]], [9, 1, "C2f", []]]
+    row_file.write_text(yaml.safe_dump({**TINY, "head": rows}))
     with pytest.raises(ArchError, match=r"row\.yaml: row 3 \(head row 1\): key 'from' value 9"):
         load_arch(row_file)
 

@@ -83,3 +83,15 @@ def test_measure_latency_cuda():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
     stats = measure_latency(model, imgsz=64, device="cuda", warmup=1, repeats=3)
     assert stats.device.startswith("cuda") and stats.median_ms > 0
+
+
+def test_meta_pass_equals_real_pass_and_leaves_model_usable():
+    from nas.model.detector import build_model
+
+    model = build_model("yolov8n.yaml", nc=3)
+    on_meta = count_gflops(model, (96, 64))
+    assert on_meta == count_gflops(model, (96, 64), on_meta=False)
+    assert on_meta == pytest.approx(8.1938 * 96 * 64 / 640**2, abs=1e-4)
+    assert all(not p.is_meta for p in model.parameters())
+    out = model.eval()(torch.rand(1, 3, 64, 64))
+    assert out.device.type == "cpu" and torch.isfinite(out).all()

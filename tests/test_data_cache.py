@@ -202,6 +202,26 @@ def test_augment_keeps_boxes_on_the_drawn_objects():
     assert moved >= 6
 
 
+def test_augment_uint8_nearest_path_matches_the_float_path():
+    s = 96
+    images = torch.zeros(8, 3, s, s, dtype=torch.uint8)
+    rows = []
+    for i in range(8):
+        x1, y1 = 12 + 6 * i, 18 + 4 * i
+        images[i, :, y1 : y1 + 20, x1 : x1 + 18] = 255
+        rows.append([i, 0, x1, y1, x1 + 18, y1 + 20])
+    targets = torch.tensor(rows, dtype=torch.float32)
+    cfg = AugmentConfig(hsv_h=0, hsv_s=0, hsv_v=0)
+    out8, tg8 = augment_batch(images, targets, cfg, torch.Generator().manual_seed(4))
+    outf, tgf = augment_batch(images.float() / 255, targets, cfg, torch.Generator().manual_seed(4))
+    assert out8.dtype == torch.float32 and out8.max() <= 1
+    torch.testing.assert_close(tg8, tgf)  # same random draws, same boxes
+    assert (out8 - outf).abs().mean() < 0.02  # nearest vs bilinear: edges differ only
+    for row in tg8:
+        inner, ring = _inside_outside(out8[int(row[0])] * 255, row[2:].tolist(), margin=1.5)
+        assert inner > 250 and ring < 120, (inner, ring)  # ring may hold the grey 114 fill
+
+
 def test_augment_flip_only_mirrors_boxes_and_pads_grey():
     s = 64
     images = torch.zeros(1, 3, s, s)

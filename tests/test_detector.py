@@ -57,7 +57,7 @@ def test_forward_matches_reference_wiring(tiny: Detector):
     x = torch.rand(1, 3, 64, 64)
     outputs: list[torch.Tensor] = []
     feed = x
-    for i, (layer, row) in enumerate(zip(tiny.layers, tiny.arch.rows)):
+    for i, (layer, row) in enumerate(zip(tiny.layers, tiny.arch.rows, strict=True)):
         if isinstance(row.frm, tuple):
             feed = [outputs[i + f] if f < 0 else outputs[f] for f in row.frm]
         elif i > 0:
@@ -70,9 +70,10 @@ def test_strides_biases_and_untouched_bn():
     model = build_model(TINY, nc=5)
     assert model.stride.tolist() == [8.0, 16.0] == model.head.stride.tolist()
     assert model.training
-    for box, cls, s in zip(model.head.cv2, model.head.cv3, (8, 16)):
+    for box, cls, s in zip(model.head.cv2, model.head.cv3, (8, 16), strict=True):
         assert (box[-1].bias == 1.0).all()
-        torch.testing.assert_close(cls[-1].bias, torch.full((5,), math.log(5 / 5 / (640 / s) ** 2)))
+        prior = math.log(5 / 5 / (640 / s) ** 2)
+        torch.testing.assert_close(cls[-1].bias, torch.full((5,), prior))
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(int(m.num_batches_tracked) == 0 for m in bns)
     assert "stride" not in model.state_dict() and "layers.8.stride" not in model.state_dict()
@@ -94,7 +95,7 @@ def test_detect_decoding_hand_built_case():
     head.stride = torch.tensor([8.0, 16.0])
     distances = (3, 1, 2, 4)  # left, top, right, bottom in grid cells
     with torch.no_grad():
-        for box, cls in zip(head.cv2, head.cv3):
+        for box, cls in zip(head.cv2, head.cv3, strict=True):
             box[-1].weight.zero_()
             box[-1].bias.fill_(-50.0)
             for side, d in enumerate(distances):

@@ -54,6 +54,7 @@ def test_bad_scale_and_bad_row_exit_code_2(capsys: pytest.CaptureFixture[str], t
     assert "unknown block 'Nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs():
     result = subprocess.run(
         [sys.executable, "-m", "nas.info", "yolov8n-ghost.yaml", "--json"],

@@ -193,6 +193,18 @@ def test_equal_to_ultralytics(name: str, args: tuple[int, ...], shape: tuple[int
     _same_as_ultralytics(ours(*args), theirs, shape)
 
 
+def test_c2fghost_equals_ultralytics_c2f_with_ghost_units() -> None:
+    # seed 001's C2f_Ghost: ultralytics' C2f with its units swapped for GhostBottleneck(c, c)
+    ul = pytest.importorskip("ultralytics.nn.modules")
+    torch.manual_seed(0)
+    theirs = ul.C2f(16, 32, 2, True)
+    theirs.m = nn.ModuleList(ul.GhostBottleneck(16, 16) for _ in range(2))
+    for m in theirs.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps, m.momentum = 1e-3, 0.03
+    _same_as_ultralytics(C2fGhost(16, 32, 2, True), theirs, (2, 16, 8, 8))
+
+
 # ---- rows and errors --------------------------------------------------------------------------
 
 
@@ -222,11 +234,77 @@ def test_errors_name_the_row_and_value() -> None:
         create_block(_row("FasterNetBlock", 64, (128,)))
     with pytest.raises(BlockError, match=r"row 7 \(Down_wt\): bad arguments \[256, 3, 2\]"):
         create_block(_row("Down_wt", 32, (256, 3, 2)))
-    with pytest.raises(ValueError, match="c1 \\(16\\) must equal c2 \\(32\\)"):
-        GhostBottleneck(16, 32, 3, 1)
+    with pytest.raises(BlockError, match=r"row 7 \(GhostBottleneck\).*c1 \(16\) must equal c2"):
+        create_block(_row("GhostBottleneck", 16, (128,)))
+    with pytest.raises(ValueError, match="even number of output channels, got c2=33"):
+        GhostConv(16, 33)
     with pytest.raises(ValueError, match="stride must be 1 or 2"):
         GhostBottleneck(16, 16, 3, 3)
     with pytest.raises(ValueError, match="even channel counts.*c1=15"):
         ADown(15, 32)
     with pytest.raises(ValueError, match="n_div"):
         PConv(4, 8)
+
+
+# ---- whole models (BLOCKS.md "Figures computed from these specs", n-scale) ----------------------
+
+C2F_ROWS = (2, 4, 6, 8, 12, 15, 18, 21)
+SUBSTITUTIONS = {  # configuration -> (rows, module, keep only [c2] as args), params nc=80, nc=1
+    "baseline": ((), "C2f", False, 3_157_200, 3_011_043),
+    "csppc_all": (C2F_ROWS, "CSPPC", False, 2_269_104, 2_122_947),
+    "csppc_neck": ((12, 15, 18, 21), "CSPPC", False, 2_724_048, 2_577_891),
+    "csppc_backbone": ((2, 4, 6, 8), "CSPPC", False, 2_702_256, 2_556_099),
+    "adown_3_5_7": ((3, 5, 7), "ADown", True, 2_877_648, 2_731_491),
+    "adown_3_5_7_16_19": ((3, 5, 7, 16, 19), "ADown", True, 2_744_528, 2_598_371),
+    "down_wt_3_5_7": ((3, 5, 7), "Down_wt", True, 2_942_608, 2_796_451),
+    "c2fghost_all": (C2F_ROWS, "C2fGhost", False, 2_249_876, 2_103_719),
+}
+
+
+def _yolov8_variant(rows: tuple[int, ...], module: str, only_c2: bool) -> dict:
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "models" / "yolov8.yaml"
+    d = copy.deepcopy(yaml.safe_load(path.read_text()))
+    table = d["backbone"] + d["head"]
+    for i in rows:
+        table[i][2] = module
+        if only_c2:
+            table[i][3] = table[i][3][:1]
+    return d
+
+
+def _params(source: object, **overrides: object) -> int:
+    """Parameters of the detector built from ``source`` (no stride probe: counting only)."""
+    model = pytest.importorskip("nas.model")
+    return model.count_params(model.Detector(model.load_arch(source, **overrides)))
+
+
+@pytest.mark.parametrize("config", sorted(SUBSTITUTIONS))
+def test_whole_model_figures(config: str) -> None:
+    rows, module, only_c2, p80, p1 = SUBSTITUTIONS[config]
+    d = _yolov8_variant(rows, module, only_c2)
+    assert _params(d, nc=80, scale="n") == p80
+    assert _params(d, nc=1, scale="n") == p1
+
+
+def test_shipped_variant_yamls() -> None:
+    assert _params("yolov8n-csppc.yaml") == 2_269_104
+    # C2fFaster: the baseline minus, per C2f unit of width c, Bottleneck - FasterNet block
+    units = {16: 1, 32: 2 + 1, 64: 2 + 1 + 1, 128: 1 + 1}  # c -> units at n-scale
+    saved = sum(
+        n * ((18 * c * c + 4 * c) - (9 * (c // 4) ** 2 + 4 * c * c + 4 * c))
+        for c, n in units.items()
+    )
+    assert _params("yolov8n-faster.yaml") == 3_157_200 - saved
+
+
+@pytest.mark.parametrize("name", ["yolov8-csppc", "yolov8-faster", "yolov8-afpn",
+                                  "yolov8-timm-ghostnet"])
+def test_shipped_yamls_round_trip(name: str) -> None:
+    model = pytest.importorskip("nas.model")
+    arch = model.load_arch(f"{name}.yaml", scale="n")
+    assert model.load_arch(model.dump_arch(arch)) == arch

@@ -24,6 +24,8 @@ row's ``c2``. ``from`` may also name one multi-output row with three outputs (Ti
 
 Defaults: ``blocks_per_stage=4`` and ``compression=4`` as in the official 3-level code (the
 ports disagree: 3 or 4 blocks, /4 or /8; both are arguments, so a search can lower them).
+Size: at n-scale (inputs 64, 128, 256) with 128-wide outputs the neck has 621,717 parameters;
+``models/yolov8-afpn.yaml`` (outputs 256 -> 64 at n) gives yolov8n-afpn 2,452,709 at nc=80.
 Activation: SiLU through the project's ``Conv`` (the official code uses ReLU; SiLU matches the
 rest of YOLOv8 and the ultralytics ports; parameter counts are the same either way).
 """
@@ -79,8 +81,10 @@ class ASFF(nn.Module):
 class Resample(nn.Module):
     """Move a map ``factor`` levels coarser (factor > 0) or finer (factor < 0) and set its width.
 
-    Coarser: Conv(c1, c2, k=s=2^factor, padding 0). Finer: Conv 1x1 then bilinear upsampling
-    to the target map's size.
+    Coarser: Conv(c1, c2, k=s=2^factor, padding 0); an input whose size is not a multiple of k
+    (an image size not a multiple of 32) is zero-padded at the bottom/right first, matching the
+    ceil-sized maps of stride-2 3x3 convolutions. Finer: Conv 1x1 then bilinear upsampling to
+    the target map's size.
     """
 
     def __init__(self, c1: int, c2: int, factor: int) -> None:
@@ -88,12 +92,16 @@ class Resample(nn.Module):
         if factor == 0:
             raise ValueError("Resample needs a non-zero level difference")
         self.up = factor < 0
-        k = 2 ** abs(factor)
-        self.conv = Conv(c1, c2, 1) if self.up else Conv(c1, c2, k, k, 0)
+        self.k = 2 ** abs(factor)
+        self.conv = Conv(c1, c2, 1) if self.up else Conv(c1, c2, self.k, self.k, 0)
 
     def forward(self, x: torch.Tensor, size: torch.Size) -> torch.Tensor:
-        x = self.conv(x)
-        return F.interpolate(x, size=size, mode="bilinear") if self.up else x
+        if self.up:
+            return F.interpolate(self.conv(x), size=size, mode="bilinear")
+        h, w = x.shape[-2:]
+        if h % self.k or w % self.k:
+            x = F.pad(x, (0, -w % self.k, 0, -h % self.k))
+        return self.conv(x)
 
 
 class _FusionStage(nn.Module):

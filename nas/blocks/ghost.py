@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from nas.blocks.conv import Conv, DWConv
 from nas.blocks.csp import C3, C2f
-from nas.blocks.registry import ChannelBlock, register_block
+from nas.blocks.registry import BlockError, ChannelBlock, Channels, RowContext, register_block
 
 __all__ = ["C2fGhost", "C3Ghost", "GhostBottleneck", "GhostConv"]
 
@@ -34,11 +34,14 @@ class GhostConv(ChannelBlock, nn.Module):
 
     Args:
         c1: input channels.
-        c2: output channels (even; an odd ``c2`` gives ``2 * (c2 // 2)`` like ultralytics).
+        c2: output channels (even: the two halves are equal).
         kernel_size: kernel of the primary Conv.
         stride: stride of the primary Conv.
         groups: groups of the primary Conv.
         act: activation of both Convs (True = SiLU, False = none, or a module).
+
+    Raises:
+        ValueError: odd ``c2`` (ultralytics would silently output ``c2 - 1`` channels).
 
     Example:
         >>> import torch
@@ -56,6 +59,8 @@ class GhostConv(ChannelBlock, nn.Module):
         act: bool | nn.Module = True,
     ) -> None:
         super().__init__()
+        if c2 % 2:
+            raise ValueError(f"GhostConv needs an even number of output channels, got c2={c2}")
         hidden = c2 // 2
         self.cv1 = Conv(c1, hidden, kernel_size, stride, None, groups, act=act)
         self.cv2 = Conv(hidden, hidden, 5, 1, None, hidden, act=act)
@@ -104,6 +109,15 @@ class GhostBottleneck(ChannelBlock, nn.Module):
             if stride == 2
             else nn.Identity()
         )
+
+    @classmethod
+    def from_row(cls, row: RowContext) -> tuple[nn.Module, Channels]:
+        try:
+            return super().from_row(row)
+        except BlockError:
+            raise
+        except ValueError as e:  # stride or c1 != c2: name the row
+            raise row.error(str(e)) from e
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x) + self.shortcut(x)

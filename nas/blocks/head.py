@@ -52,7 +52,9 @@ class DFL(nn.Module):
 
 def _branch(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
     """Conv3x3 -> Conv3x3 -> Conv2d 1x1 (with bias): one prediction branch of one level."""
-    return nn.Sequential(Conv(c_in, hidden, 3), Conv(hidden, hidden, 3), nn.Conv2d(hidden, c_out, 1))
+    return nn.Sequential(
+        Conv(c_in, hidden, 3), Conv(hidden, hidden, 3), nn.Conv2d(hidden, c_out, 1)
+    )
 
 
 @register_block("Detect")
@@ -113,7 +115,7 @@ class Detect(nn.Module):
         """
         if not bool((self.stride > 0).all()):
             raise RuntimeError(f"Detect.bias_init needs positive strides, got {self.stride}")
-        for box, cls_branch, s in zip(self.cv2, self.cv3, self.stride.tolist()):
+        for box, cls_branch, s in zip(self.cv2, self.cv3, self.stride.tolist(), strict=True):
             box[-1].bias.data[:] = 1.0
             cls_branch[-1].bias.data[: self.nc] = math.log(5 / self.nc / (640 / s) ** 2)
 
@@ -141,7 +143,9 @@ class Detect(nn.Module):
         key = (tuple(m.shape[-2:] for m in maps), maps[0].device, maps[0].dtype,
                id(self.stride), self.stride._version)
         if key != self._anchor_key:
-            points, strides = make_anchors(maps, self.stride, 0.5)
+            # a shape-only pass (FLOP counting on the meta device) has no stride values
+            stride = [1.0] * self.nl if self.stride.is_meta else self.stride
+            points, strides = make_anchors(maps, stride, 0.5)
             self._anchors, self._strides = points.transpose(0, 1), strides.transpose(0, 1)
             self._anchor_key = key
         return self._anchors, self._strides

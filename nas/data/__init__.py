@@ -24,7 +24,7 @@ from nas.data.records import DetectionDataset, Sample, category_id, class_index
 from nas.data.subset import subset, subset_indices
 from nas.data.synthetic import SyntheticConfig, ensure_synthetic, generate_synthetic
 from nas.data.voc import load_voc, voc_class_names
-from nas.data.yolo import load_yolo, read_data_yaml
+from nas.data.yolo import image_to_label_path, load_yolo, read_data_yaml
 
 __all__ = [
     "FORMATS",
@@ -49,6 +49,7 @@ __all__ = [
     "ensure_synthetic",
     "generate_synthetic",
     "image_size",
+    "image_to_label_path",
     "iterate_batches",
     "letterbox_image",
     "letterbox_params",

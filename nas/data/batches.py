@@ -40,18 +40,22 @@ class Batch:
     indices: torch.Tensor
 
 
-def collate(cache: ImageCache, indices: torch.Tensor) -> Batch:
-    """The batch of cache rows ``indices`` (no augmentation)."""
+def _gather(cache: ImageCache, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and ``(M, 6)`` targets of cache rows ``indices`` (on the cache's device)."""
     device = cache.device
     rows = indices.tolist()
     parts = [cache.targets[i] for i in rows]
-    counts = torch.tensor([len(p) for p in parts], device=device)
+    counts = torch.tensor([len(p) for p in parts], device=device, dtype=torch.long)
     batch_index = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)
     boxes = torch.cat(parts) if parts else torch.zeros(0, 5, device=device)
     targets = torch.cat((batch_index[:, None].to(boxes.dtype), boxes), 1)
-    index = indices.to(device)
-    images = cache.images[index].float().div_(255)
-    return Batch(images, targets, index)
+    return cache.images[indices.to(device)], targets
+
+
+def collate(cache: ImageCache, indices: torch.Tensor) -> Batch:
+    """The batch of cache rows ``indices`` (no augmentation)."""
+    images, targets = _gather(cache, indices)
+    return Batch(images.float().div_(255), targets, indices.to(cache.device))
 
 
 def iterate_batches(
@@ -83,10 +87,11 @@ def iterate_batches(
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        batch = collate(cache, order[start : start + batch_size])
+        indices = order[start : start + batch_size]
         if use_augment:
             assert augment is not None and generator is not None
-            batch.images, batch.targets = augment_batch(
-                batch.images, batch.targets, augment, generator
-            )
-        yield batch
+            images, targets = _gather(cache, indices)  # augmented as uint8, then to float
+            images, targets = augment_batch(images, targets, augment, generator)
+            yield Batch(images, targets, indices.to(cache.device))
+        else:
+            yield collate(cache, indices)

@@ -53,7 +53,7 @@ __all__ = [
     "render_image",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_SYNTHETIC_ROOT = Path("data") / "synthetic"
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 _HUES = (0.0, 220.0, 120.0, 55.0, 300.0)  # class-typical hue in degrees, one per shape
@@ -158,7 +158,9 @@ def _background(rng: np.random.Generator, size: int, clutter: float) -> np.ndarr
     return np.clip(img, 0, 255).astype(np.float32)
 
 
-def _distractors(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int, clutter: float):
+def _distractors(
+    draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int, clutter: float
+) -> None:
     """Thin lines, arcs and unfilled outlines in random colours (not objects)."""
     for _ in range(int(rng.poisson(12 * clutter))):
         colour = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0, 0.8), rng.uniform(0.1, 1.0))
@@ -175,7 +177,9 @@ def _distractors(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int,
                 draw.rectangle(box, outline=colour, width=width)
 
 
-def _polygon(shape: str, cx: float, cy: float, r: float, aspect: float, angle: float):
+def _polygon(
+    shape: str, cx: float, cy: float, r: float, aspect: float, angle: float
+) -> list[tuple[float, float]] | None:
     """Vertices of a shape of radius ``r`` (None for the circle, which is an ellipse)."""
     if shape == "square":
         pts = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
@@ -198,6 +202,17 @@ def _polygon(shape: str, cx: float, cy: float, r: float, aspect: float, angle: f
         return None
     ca, sa = math.cos(angle), math.sin(angle)
     return [(cx + r * aspect * (x * ca - y * sa), cy + r * (x * sa + y * ca)) for x, y in pts]
+
+
+def _shape(
+    shape: str, cx: float, cy: float, r: float, aspect: float, angle: float
+) -> tuple[list[tuple[float, float]] | None, np.ndarray]:
+    """Vertices (None for the ellipse) and the tight ``xyxy`` box of a shape."""
+    pts = _polygon(shape, cx, cy, r, aspect, angle)
+    if pts is None:  # ellipse with radii (r * aspect, r)
+        return None, np.array([cx - r * aspect, cy - r, cx + r * aspect, cy + r])
+    xy = np.array(pts)
+    return pts, np.concatenate([xy.min(0), xy.max(0)])
 
 
 def _inter_over_min(box: np.ndarray, boxes: np.ndarray) -> float:
@@ -234,18 +249,10 @@ def render_image(
         angle = rng.uniform(-0.35, 0.35) if shape in ("square", "cross") else rng.uniform(0, 6.3)
         for _try in range(20):
             cx, cy = rng.uniform(0, size, 2).tolist()
-            pts = _polygon(shape, cx, cy, side / 2, aspect, angle)
-            if pts is None:  # ellipse
-                rx, ry = side / 2 * aspect, side / 2
-                box = np.array([cx - rx, cy - ry, cx + rx, cy + ry])
-            else:
-                xy = np.array(pts)
-                box = np.concatenate([xy.min(0), xy.max(0)])
+            pts, box = _shape(shape, cx, cy, side / 2, aspect, angle)
+            # rescale so that the longest side of the box is exactly the sampled size
             scale = max(box[2] - box[0], box[3] - box[1]) / side
-            if scale > 1:  # rotation made it larger than the sampled size: shrink around centre
-                c = (box[:2] + box[2:]) / 2
-                box = np.concatenate([c + (box[:2] - c) / scale, c + (box[2:] - c) / scale])
-                pts = _polygon(shape, cx, cy, side / 2 / scale, aspect, angle)
+            pts, box = _shape(shape, cx, cy, side / 2 / scale, aspect, angle)
             inside = box[0] >= 0 and box[1] >= 0 and box[2] <= size and box[3] <= size
             if inside and _inter_over_min(box, np.array(boxes).reshape(-1, 4)) <= cfg.max_overlap:
                 break
@@ -254,10 +261,11 @@ def render_image(
         hue = _HUES[cls] + rng.uniform(-cfg.hue_jitter, cfg.hue_jitter)
         colour = _hsv_to_rgb(hue, rng.uniform(0.65, 1.0), rng.uniform(0.6, 1.0))
         outline = tuple(int(c * 0.5) for c in colour) if rng.random() < 0.5 else None
+        # PIL coordinates are pixel centres, boxes are pixel edges (COCO): shift by half a pixel
         if pts is None:
-            draw.ellipse(box.tolist(), fill=colour, outline=outline)
+            draw.ellipse((box - 0.5).tolist(), fill=colour, outline=outline)
         else:
-            draw.polygon(pts, fill=colour, outline=outline)
+            draw.polygon([(x - 0.5, y - 0.5) for x, y in pts], fill=colour, outline=outline)
         boxes.append(box.tolist())
         classes.append(cls)
     return (

@@ -88,7 +88,9 @@ def read_data_yaml(data_yaml: str | Path) -> dict[str, Any]:
     return {**data, "path": root.resolve(), "names": [str(n) for n in names]}
 
 
-def _split_images(data_yaml: Path, root: Path, split: str, entry: Any) -> tuple[list[Path], list]:
+def _split_images(
+    data_yaml: Path, root: Path, split: str, entry: Any
+) -> tuple[list[Path], list[Path]]:
     """Image files of a split and the image folders it names (for orphan label files)."""
     entries = entry if isinstance(entry, list) else [entry]
     images: list[Path] = []
@@ -116,7 +118,9 @@ def _split_images(data_yaml: Path, root: Path, split: str, entry: Any) -> tuple[
     return images, folders
 
 
-def _parse_labels(label: Path, width: int, height: int, report: DefectReport):
+def _parse_labels(
+    label: Path, width: int, height: int, report: DefectReport
+) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (xyxy px) and raw classes (-1 for a non-integer class) of one label file."""
     boxes, classes = [], []
     try:

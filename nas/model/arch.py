@@ -86,10 +86,8 @@ class Row:
         frm = _freeze(self.frm)
         object.__setattr__(self, "frm", frm)
         object.__setattr__(self, "args", _freeze(self.args))
-        if isinstance(frm, tuple):
-            if not frm or not all(_is_int(f) for f in frm):
-                raise ArchError(f"key 'from' must be an int or a non-empty list of ints, got {frm!r}")
-        elif not _is_int(frm):
+        ok = all(_is_int(f) for f in frm) and bool(frm) if isinstance(frm, tuple) else _is_int(frm)
+        if not ok:
             raise ArchError(f"key 'from' must be an int or a non-empty list of ints, got {frm!r}")
         if not _is_int(self.repeats) or self.repeats < 1:
             raise ArchError(f"key 'repeats' must be an int >= 1, got {self.repeats!r}")
@@ -154,7 +152,7 @@ class Architecture:
             if not isinstance(row, Row):
                 raise ArchError(f"row {i}: expected a Row, got {row!r}")
             where = f"row {i} ({_section(self, i)})"
-            for f, a in zip(row.inputs, absolute_inputs(row, i)):
+            for f, a in zip(row.inputs, absolute_inputs(row, i), strict=True):
                 if not (0 <= a < i or (i == 0 and f == -1)):
                     raise ArchError(
                         f"{where}: key 'from' value {f} does not refer to an earlier row "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.func import functional_call
 
 __all__ = [
     "LatencyStats",
@@ -55,12 +56,15 @@ def _image_size(imgsz: int | tuple[int, int]) -> tuple[int, int]:
     return h, w
 
 
-def _multiply_adds(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> int:
+def _multiply_adds(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+) -> int:
     """Multiply-adds of one leaf module call (0 for modules that cost nothing)."""
+    kernel = module.weight[0, 0].numel() if isinstance(module, nn.modules.conv._ConvNd) else 0
     if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
-        return output.numel() * (module.in_channels // module.groups) * module.weight[0, 0].numel()
+        return output.numel() * (module.in_channels // module.groups) * kernel
     if isinstance(module, nn.modules.conv._ConvNd):  # transposed: scatter over the input
-        return inputs[0].numel() * (module.out_channels // module.groups) * module.weight[0, 0].numel()
+        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
     if isinstance(module, _NORMS):
         affine = getattr(module, "affine", False) or getattr(module, "elementwise_affine", False)
         return inputs[0].numel() * (4 if affine else 2)
@@ -69,13 +73,26 @@ def _multiply_adds(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: 
     return 0
 
 
-def count_gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
+def count_gflops(
+    model: nn.Module, imgsz: int | tuple[int, int] = 640, *, on_meta: bool = True
+) -> float:
     """GFLOPs of one forward pass on a ``3 x imgsz x imgsz`` (or ``(h, w)``) image.
 
-    Runs the model once in eval mode without gradients, on the model's device and dtype, and
-    restores its training flags afterwards.
+    Runs the model once in eval mode without gradients. With ``on_meta`` (the default) the pass
+    runs with the parameters and buffers swapped for tensors on PyTorch's ``meta`` device, which
+    computes shapes only (fast at any image size); if the model cannot run there, it runs on the
+    model's own device. Training flags are restored and BatchNorm statistics stay untouched.
     """
     h, w = _image_size(imgsz)
+    if on_meta:
+        try:
+            return _count(model, h, w, meta=True)
+        except (NotImplementedError, RuntimeError, TypeError, ValueError):
+            pass  # an op without a meta kernel: count on the real device below
+    return _count(model, h, w, meta=False)
+
+
+def _count(model: nn.Module, h: int, w: int, *, meta: bool) -> float:
     total = 0
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
@@ -87,10 +104,17 @@ def count_gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
     modes = {m: m.training for m in model.modules()}
     param = next(model.parameters())
     in_channels = int(getattr(model, "in_channels", 3))
+    device = torch.device("meta") if meta else param.device
+    image = torch.zeros(1, in_channels, h, w, device=device, dtype=param.dtype)
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, in_channels, h, w, device=param.device, dtype=param.dtype))
+            if meta:
+                tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+                swapped = {n: torch.empty_like(t, device="meta") for n, t in tensors.items()}
+                functional_call(model, swapped, (image,), strict=True)
+            else:
+                model(image)
     finally:
         for handle in handles:
             handle.remove()

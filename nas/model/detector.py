@@ -156,7 +156,7 @@ class Detector(nn.Module):
         """One ``LayerInfo`` per row: index, from, repeats, module, params, args, channels."""
         return [
             LayerInfo(i, frm, n, module, sum(p.numel() for p in layer.parameters()), args, c)
-            for (i, frm, n, module, args, c), layer in zip(self._infos, self.layers)
+            for (i, frm, n, module, args, c), layer in zip(self._infos, self.layers, strict=True)
         ]
 
     def fuse(self) -> Detector:

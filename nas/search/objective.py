@@ -99,7 +99,6 @@ class LatencySettings:
 class TrialSettings:
     """Per-trial options that are not training hyper-parameters."""
 
-    device: str = "cpu"
     keep_weights: bool = True
     gflops_imgsz: int = 640
     latency: LatencySettings = field(default_factory=LatencySettings)
@@ -161,6 +160,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
     trial.set_user_attr("arch_yaml", text)
     trial.set_user_attr("arch_hash", key)
 
+    torch.manual_seed(int(getattr(ctx.train, "seed", 0)))  # same initial weights per design
     model = build_model(arch)
     lat = ctx.settings.latency
     metrics: dict[str, float] = {
@@ -245,7 +245,7 @@ def _train(trial: optuna.Trial, ctx: TrialContext, model: torch.nn.Module) -> An
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch.epoch} ({metric}={value:.4f})")
 
-    model.to(ctx.settings.device)
+    model.to(ctx.train.device)
     return fit(model, ctx.data, ctx.train, on_epoch=on_epoch, progress=ctx.settings.progress)
 
 

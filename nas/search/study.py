@@ -144,15 +144,16 @@ def open_study(
 def enqueue_designs(study: optuna.Study, space: SearchSpace) -> list[str]:
     """Enqueue the baseline and the space's seed designs, once per study; their names.
 
-    A study-level system attribute records that it was done, so resuming or a second worker
-    does not enqueue them again (call under ``study_lock`` when workers may start together).
+    A study user attribute (``designs_enqueued``) records that it was done, so resuming or a
+    second worker does not enqueue them again (call under ``study_lock`` when workers may
+    start together).
     """
-    if study.system_attrs.get("nas:designs_enqueued"):
+    if study.user_attrs.get("designs_enqueued"):
         return []
     designs = {"baseline": space.baseline_choices(), **space.seeds}
     for name, choices in designs.items():
         study.enqueue_trial(space.suggested(choices), user_attrs={"design": name})
-    study._storage.set_study_system_attr(study._study_id, "nas:designs_enqueued", True)
+    study.set_user_attr("designs_enqueued", list(designs))
     return list(designs)
 
 
@@ -301,6 +302,12 @@ def run_search(settings: SearchSettings) -> optuna.Study:
             "pruners work only in single-objective studies: use objectives=map_under_budget "
             "with pruner=hyperband|sha, or pruner=none"
         )
+    train = settings.train
+    if settings.objectives.single and not isinstance(
+        settings.pruner, optuna.pruners.NopPruner | None
+    ) and getattr(train, "eval_every", 1) != 1:
+        train = replace(train, eval_every=1)  # a pruner needs mAP after every epoch
+        settings = replace(settings, train=train)
     out_dir = Path(settings.results_dir) / settings.study_name
     storage, url = resolve_storage(settings.storage, settings.study_name, settings.results_dir)
     journal = journal_path(settings.storage, settings.study_name, settings.results_dir)
@@ -340,7 +347,7 @@ def run_search(settings: SearchSettings) -> optuna.Study:
 def _make_context(settings: SearchSettings, space: SearchSpace, out_dir: Path) -> TrialContext:
     from nas.data import prepare_data
 
-    data = prepare_data(settings.data, settings.train.imgsz, settings.trial.device)
+    data = prepare_data(settings.data, settings.train.imgsz, settings.train.device)
     return TrialContext(
         space=space, objectives=settings.objectives, data=data, train=settings.train,
         settings=settings.trial, artifact_dir=out_dir / "artifacts", nc=len(data.names),

@@ -218,7 +218,7 @@ def train_one_epoch(
         with torch.autocast(state.device.type, dtype=torch.float16, enabled=state.amp):
             feats = model(images)
         out = state.loss_fn([f.float() for f in feats], batch.targets.to(state.device))
-        value = float(out.total)
+        value = float(out.total.detach())
         if not math.isfinite(value):
             raise NonFiniteLossError(epoch, i, value)
         state.scaler.scale(out.total).backward()

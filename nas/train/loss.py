@@ -192,7 +192,8 @@ class DetectionLoss:
         image = targets[:, 0].long()
         if len(image) and (image.min() < 0 or image.max() >= batch):
             raise ValueError(
-                f"target batch indices must lie in [0, {batch}), got {image.tolist()}"
+                f"target batch indices must lie in [0, {batch}), got values from "
+                f"{int(image.min())} to {int(image.max())}"
             )
         counts = torch.bincount(image, minlength=batch)
         most = int(counts.max()) if len(image) else 0

@@ -1,0 +1,146 @@
+"""``python -m nas.train MODEL.yaml [data=...] [train=brief|full] [epochs=N] [imgsz=S] ...``
+
+Trains one model description and writes, into Hydra's output folder (``outputs/<date>/<time>``
+unless ``hydra.run.dir`` says otherwise): ``weights.pt`` (the state dict; ``torch.load(...,
+weights_only=True)`` reads it), the model YAML (``<model name>.yaml``, ultralytics format) and
+``metrics.json``. The last line printed is that folder.
+
+Hydra takes no positional arguments, so the first argument without ``=`` becomes a ``model=``
+override before Hydra parses the command line.
+
+Example:
+    $ python -m nas.train yolov8n.yaml train=brief
+    $ python -m nas.train models/yolov8.yaml data=bccd epochs=30 imgsz=320 device=cuda
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from nas.data import DataConfig, prepare_data
+from nas.model import build_model, count_gflops, count_params, resolve_model_path, save_arch
+from nas.train.config import TrainConfig
+from nas.train.engine import FitResult, fit
+
+__all__ = ["main", "model_to_override", "run_training", "train_config_from"]
+
+TOP_LEVEL_OVERRIDES = ("epochs", "imgsz", "device", "seed")
+
+
+def model_to_override(argv: list[str]) -> list[str]:
+    """Turn the first bare argument (no ``=``, not an option) into ``model=<it>``.
+
+    Example:
+        >>> model_to_override(["prog", "yolov8n.yaml", "epochs=3"])
+        ['prog', 'model=yolov8n.yaml', 'epochs=3']
+    """
+    out = list(argv[:1])
+    moved = False
+    for arg in argv[1:]:
+        if not moved and "=" not in arg and not arg.startswith("-"):
+            out.append(f"model={arg}")
+            moved = True
+        else:
+            out.append(arg)
+    return out
+
+
+def train_config_from(cfg: DictConfig) -> TrainConfig:
+    """The ``train`` group with the top-level ``epochs``/``imgsz``/``device``/``seed`` applied
+    (each wins over the group when not null)."""
+    values: dict[str, Any] = OmegaConf.to_container(cfg.train, resolve=True)  # type: ignore[assignment]
+    for key in TOP_LEVEL_OVERRIDES:
+        if cfg.get(key) is not None:
+            values[key] = cfg[key]
+    return TrainConfig.from_dict(values)
+
+
+def run_training(
+    model_name: str,
+    data_cfg: DataConfig,
+    train_cfg: TrainConfig,
+    output_dir: Path,
+    *,
+    progress: bool = True,
+) -> FitResult:
+    """Prepare the data, build and train the model, write the artefacts into ``output_dir``.
+
+    Writes ``weights.pt``, ``<model name>.yaml`` and ``metrics.json`` (``map50``, ``map50_95``,
+    ``per_class_ap``, ``epochs``, ``train_seconds``, ``images_per_second``, ``params``,
+    ``gflops`` (at 640 px, ultralytics' convention), ``wall_seconds``, ``history``, ...), then
+    prints a summary whose last line is ``output_dir``.
+    """
+    started = time.perf_counter()
+    path = resolve_model_path(model_name)
+    data = prepare_data(data_cfg, train_cfg.imgsz, train_cfg.device, progress=progress)
+    torch.manual_seed(train_cfg.seed)  # the initial weights depend on the seed only
+    model = build_model(model_name, nc=len(data.names))
+    result = fit(model, data, train_cfg, progress=progress)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.cpu()
+    torch.save(model.state_dict(), output_dir / "weights.pt")
+    yaml_name = Path(model_name).stem + ".yaml"
+    save_arch(model.arch, output_dir / yaml_name)
+    metrics = {
+        "model": str(model_name),
+        "model_path": str(path),
+        "model_yaml": yaml_name,
+        "names": data.names,
+        "map50": result.map50,
+        "map50_95": result.map50_95,
+        "per_class_ap": result.per_class_ap,
+        "epochs": result.epochs,
+        "train_seconds": result.train_seconds,
+        "images_per_second": result.images_per_second,
+        "wall_seconds": time.perf_counter() - started,
+        "params": count_params(model),
+        "gflops": count_gflops(model, imgsz=640),
+        "imgsz": train_cfg.imgsz,
+        "train_images": len(data.train),
+        "val_images": len(data.val),
+        "history": [asdict(h) for h in result.history],
+        "train_config": train_cfg.to_dict(),
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(
+        f"{model_name}: mAP50 {result.map50:.4f}  mAP50-95 {result.map50_95:.4f}  "
+        f"{result.epochs} epochs in {result.train_seconds:.1f} s "
+        f"({result.images_per_second:.1f} train img/s), {metrics['params']:,} params, "
+        f"{metrics['gflops']:.2f} GFLOPs@640"
+    )
+    print(output_dir)
+    return result
+
+
+@hydra.main(config_path="../../conf", config_name="train", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    """Compose, convert to plain dataclasses, train."""
+    data_values = OmegaConf.to_container(cfg.data, resolve=True)
+    run_training(
+        str(cfg.model),
+        DataConfig.from_dict(data_values),  # type: ignore[arg-type]
+        train_config_from(cfg),
+        Path(HydraConfig.get().runtime.output_dir),
+        progress=bool(cfg.get("progress", True)),
+    )
+
+
+def main() -> None:
+    """Console entry point: move a positional MODEL.yaml into ``model=``, then run Hydra."""
+    sys.argv = model_to_override(sys.argv)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

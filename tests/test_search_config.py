@@ -1,0 +1,84 @@
+"""conf/search.yaml composes with every option of every group, and every option instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from nas.search.__main__ import settings_from_config
+from nas.search.space import load_space
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_search(*overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="search", overrides=list(overrides))
+
+
+def test_defaults_compose() -> None:
+    cfg = compose_search()
+    assert cfg.study_name and cfg.n_trials >= 1 and cfg.storage is None
+    settings = settings_from_config(cfg)
+    assert settings.objectives.directions == ["maximize", "minimize"]
+    assert settings.train.seed == cfg.seed
+    assert load_space(settings.space_path).seeds
+
+
+def test_top_level_overrides() -> None:
+    cfg = compose_search("study_name=s1", "n_trials=5", "storage=sqlite:///x.db", "seed=7")
+    settings = settings_from_config(cfg)
+    assert (settings.study_name, settings.n_trials, settings.storage) == ("s1", 5, "sqlite:///x.db")
+    assert settings.sampler._rng.rng.randint(1 << 30) == optuna.samplers.TPESampler(
+        seed=7)._rng.rng.randint(1 << 30)
+
+
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [(g, o) for g in ("space", "sampler", "objectives", "pruner", "experiment", "data", "train")
+     for o in options(g)],
+)
+def test_every_group_option_instantiates(group: str, option: str) -> None:
+    cfg = compose_search(f"{group}={option}")
+    settings = settings_from_config(cfg)
+    assert isinstance(settings.sampler, optuna.samplers.BaseSampler)
+    assert isinstance(settings.pruner, optuna.pruners.BasePruner)
+    space = load_space(settings.space_path)
+    assert space.decisions
+    if group == "sampler":
+        # the sampler really samples this search space (two trials, toy values)
+        study = optuna.create_study(sampler=settings.sampler,
+                                    directions=settings.objectives.directions)
+        for i in range(2):
+            trial = study.ask()
+            choices = space.sample(trial)
+            study.tell(trial, [float(i), float(len(choices))])
+
+
+def test_objectives_modes() -> None:
+    single = settings_from_config(compose_search("objectives=map_under_budget", "pruner=sha"))
+    assert single.objectives.single and single.objectives.directions == ["maximize"]
+    latency = settings_from_config(compose_search("objectives=latency_map"))
+    assert latency.objectives.names == ["map50_95", "latency_ms"]
+
+
+def test_space_budget_override() -> None:
+    settings = settings_from_config(compose_search("space.budgets.max_params=1.5e6"))
+    assert settings.budget_overrides["max_params"] == 1.5e6
+
+
+def test_bad_option_names_the_group() -> None:
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="sampler"):
+        compose_search("sampler=nope")
