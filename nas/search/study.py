@@ -5,7 +5,8 @@
   several processes on one machine); any other URL (``sqlite:///x.db``, ``postgresql://...``)
   -> Optuna's own storage for it; ``:memory:`` -> in memory (tests).
 - Resume: re-running the same command loads the study. Trials left RUNNING by a dead process
-  are marked FAIL (``fail_reason = "interrupted: ..."``) first: a trial records its worker
+  are marked FAIL (``fail_reason = "interrupted: ..."``) and their candidates enqueued again
+  (``retry_of``) first: a trial records its worker
   (host, pid, process start time) and a heartbeat, so a live worker's trial is never touched.
 - ``n_trials`` counts finished trials (COMPLETE, PRUNED, FAIL) except interrupted ones, so a
   resumed study runs until that many trials really finished. Workers sharing a journal file
@@ -196,7 +197,7 @@ def is_stale(trial: FrozenTrial, stale_after_s: float, now: float | None = None)
 
 
 def fail_stale_trials(study: optuna.Study, stale_after_s: float) -> list[int]:
-    """Mark FAIL every RUNNING trial whose worker died; the trial numbers."""
+    """Mark FAIL every RUNNING trial whose worker died and enqueue it again; their numbers."""
     failed = []
     storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -207,6 +208,11 @@ def fail_stale_trials(study: optuna.Study, stale_after_s: float) -> list[int]:
         storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
         if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
             failed.append(trial.number)
+            # the same candidate runs again (as Optuna's RetryFailedTrialCallback would)
+            attrs = {"retry_of": trial.number}
+            if "design" in trial.user_attrs:
+                attrs["design"] = trial.user_attrs["design"]
+            study.enqueue_trial(trial.params, user_attrs=attrs)
     return failed
 
 
@@ -308,6 +314,8 @@ def run_search(settings: SearchSettings) -> optuna.Study:
     ) and getattr(train, "eval_every", 1) != 1:
         train = replace(train, eval_every=1)  # a pruner needs mAP after every epoch
         settings = replace(settings, train=train)
+    if getattr(train, "threads", None):
+        torch.set_num_threads(int(train.threads))  # counting and latency use it too
     out_dir = Path(settings.results_dir) / settings.study_name
     storage, url = resolve_storage(settings.storage, settings.study_name, settings.results_dir)
     journal = journal_path(settings.storage, settings.study_name, settings.results_dir)

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hydra
 import torch
@@ -32,13 +32,31 @@ from nas.model import build_model, count_gflops, count_params, resolve_model_pat
 from nas.train.config import TrainConfig
 from nas.train.engine import FitResult, fit
 
-__all__ = ["main", "model_to_override", "run_training", "train_config_from"]
+__all__ = ["TrainingRun", "main", "model_to_override", "run_training", "train_config_from"]
 
 TOP_LEVEL_OVERRIDES = ("epochs", "imgsz", "device", "seed")
+# Hydra command-line options followed by a value, and --info's optional values.
+_VALUE_OPTIONS = frozenset({"--cfg", "-c", "--package", "-p", "--config-path", "-cp",
+                            "--config-name", "-cn", "--config-dir", "-cd",
+                            "--experimental-rerun"})  # fmt: skip
+_INFO_OPTIONS = frozenset({"--info", "-i"})
+_INFO_VALUES = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
+
+
+class TrainingRun(NamedTuple):
+    """What ``run_training`` produced: the trained model (on the CPU), its fit result, and the
+    folder holding ``weights.pt``, the model YAML and ``metrics.json``."""
+
+    model: torch.nn.Module
+    result: FitResult
+    output_dir: Path
 
 
 def model_to_override(argv: list[str]) -> list[str]:
     """Turn the first bare argument (no ``=``, not an option) into ``model=<it>``.
+
+    Values of Hydra's own options (``--cfg job``, ``-cn name``, ``--info defaults``...) are left
+    alone.
 
     Example:
         >>> model_to_override(["prog", "yolov8n.yaml", "epochs=3"])
@@ -46,8 +64,18 @@ def model_to_override(argv: list[str]) -> list[str]:
     """
     out = list(argv[:1])
     moved = False
+    takes_value = False
     for arg in argv[1:]:
-        if not moved and "=" not in arg and not arg.startswith("-"):
+        if takes_value:
+            out.append(arg)
+            takes_value = False
+            continue
+        if arg.startswith("-"):
+            takes_value = arg in _VALUE_OPTIONS
+            out.append(arg)
+            continue
+        info_value = out[-1] in _INFO_OPTIONS and arg in _INFO_VALUES
+        if not moved and "=" not in arg and not info_value:
             out.append(f"model={arg}")
             moved = True
         else:
@@ -72,7 +100,7 @@ def run_training(
     output_dir: Path,
     *,
     progress: bool = True,
-) -> FitResult:
+) -> TrainingRun:
     """Prepare the data, build and train the model, write the artefacts into ``output_dir``.
 
     Writes ``weights.pt``, ``<model name>.yaml`` and ``metrics.json`` (``map50``, ``map50_95``,
@@ -120,7 +148,7 @@ def run_training(
         f"{metrics['gflops']:.2f} GFLOPs@640"
     )
     print(output_dir)
-    return result
+    return TrainingRun(model, result, output_dir)
 
 
 @hydra.main(config_path="../../conf", config_name="train", version_base="1.3")
