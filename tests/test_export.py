@@ -43,9 +43,9 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     storage = JournalStorage(JournalFileBackend(str(results / "exp" / "journal.log")))
     study = optuna.create_study(study_name="exp", storage=storage,
                                 directions=Objectives().directions)
-    ctx = TrialContext(space=space, objectives=Objectives(), data=None,
-                       train=_Train(), settings=settings, artifact_dir=results / "exp" / "artifacts",
-                       nc=3, fit=FakeFit())
+    ctx = TrialContext(space=space, objectives=Objectives(), data=None, train=_Train(),
+                       settings=settings, artifact_dir=results / "exp" / "artifacts", nc=3,
+                       fit=FakeFit())
     for block in ("C2f", "CSPPC", "C2fGhost"):
         study.enqueue_trial({"backbone.block.P3": block})
         trial = study.ask()

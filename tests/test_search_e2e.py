@@ -13,8 +13,12 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from nas.search.objective import Objectives, TrialContext, TrialSettings, LatencySettings
-from nas.search.objective import run_trial
+from nas.search.objective import (
+    LatencySettings,
+    Objectives,
+    TrialContext,
+    TrialSettings,
+)
 from nas.search.results import front_table, pareto_mask, trials_table, write_results
 from nas.search.space import parse_space
 from nas.search.study import _evaluate
@@ -142,7 +146,8 @@ def test_results_files(tmp_path: Path) -> None:
     run(study, ctx, {"backbone.block.P3": "CSPPC"})
     paths = write_results(study, tmp_path / "out", Objectives(), space=ctx.space, show=False)
     trials = pd.read_csv(paths["trials"])
-    for col in ("number", "state", "params", "gflops", "map50", "map50_95", "param_backbone.block.P3"):
+    for col in ("number", "state", "params", "gflops", "map50", "map50_95",
+                "param_backbone.block.P3"):
         assert col in trials.columns
     front = front_table(trials_table(study), Objectives())
     assert list(pd.read_csv(paths["pareto"])["number"]) == list(front["number"])
@@ -151,7 +156,8 @@ def test_results_files(tmp_path: Path) -> None:
         assert paths[key].read_bytes()[:4] == b"\x89PNG"
 
 
-def _run_search(tmp_path: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _run_search(tmp_path: Path, *overrides: str, timeout: float = 600
+                ) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "nas.search", "experiment=quick", f"results_dir={tmp_path}",
            *overrides]

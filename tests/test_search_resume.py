@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,10 +29,6 @@ def load(journal: Path) -> optuna.Study:
                              storage=JournalStorage(JournalFileBackend(str(journal))))
 
 
-def states(journal: Path) -> dict[int, TrialState]:
-    return {t.number: t.state for t in load(journal).get_trials(deepcopy=False)}
-
-
 @pytest.mark.slow
 def test_sigkill_mid_trial_then_resume(tmp_path: Path) -> None:
     cmd = [*COMMAND, f"results_dir={tmp_path}"]
@@ -43,9 +40,12 @@ def test_sigkill_mid_trial_then_resume(tmp_path: Path) -> None:
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if journal.is_file():
-                with __import__("contextlib").suppress(KeyError):
-                    s = states(journal)
-                    if s.get(0) == TrialState.COMPLETE and s.get(1) == TrialState.RUNNING:
+                with contextlib.suppress(KeyError):
+                    trials = load(journal).get_trials(deepcopy=False)
+                    s = {t.number: t for t in trials}
+                    if (0 in s and s[0].state == TrialState.COMPLETE and 1 in s
+                            and s[1].state == TrialState.RUNNING
+                            and "arch_hash" in s[1].user_attrs):  # built, now training
                         os.kill(proc.pid, signal.SIGKILL)
                         killed = True
                         break
@@ -55,7 +55,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path: Path) -> None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert killed, f"never saw trial 1 running: {proc.stderr.read().decode()[-2000:]}"
-    assert states(journal)[1] == TrialState.RUNNING  # left behind by the dead process
+    assert load(journal).trials[1].state == TrialState.RUNNING  # left behind by the dead process
 
     rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

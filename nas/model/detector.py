@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call
 
 from nas.blocks.head import Detect
 from nas.blocks.registry import Channels, RowContext, create_block
@@ -134,37 +133,25 @@ class Detector(nn.Module):
     def init_strides(self) -> None:
         """Measure the strides with one forward pass, set ``Detect.stride``, and init biases.
 
-        The probe runs shapes only, on PyTorch's ``meta`` device (falling back to the model's
-        device for ops without meta kernels), without gradients and with normalisation layers
-        in eval mode, so no weight or BatchNorm statistic is touched.
+        The probe runs without gradients and with normalisation layers in eval mode, so
+        BatchNorm running statistics are untouched. (A real 256-pixel pass is faster here
+        than a shapes-only pass on the ``meta`` device.)
         """
-        try:
-            maps = self._probe(meta=True)
-        except (NotImplementedError, RuntimeError, TypeError, ValueError):
-            maps = self._probe(meta=False)
-        strides = torch.tensor([_STRIDE_PROBE / m.shape[-2] for m in maps])
-        self.stride = strides.to(self.stride.device)
-        self.head.stride = strides.to(self.head.stride.device)
-        self.head.bias_init()
-
-    def _probe(self, *, meta: bool) -> list[torch.Tensor]:
-        """The head's raw per-level maps for a zero image of ``_STRIDE_PROBE`` pixels."""
         was_training = self.training
-        param = next(self.parameters())
-        device = torch.device("meta") if meta else param.device
-        probe = torch.zeros(1, self.in_channels, _STRIDE_PROBE, _STRIDE_PROBE, device=device,
-                            dtype=param.dtype)
         self.eval()
         self.head.training = True  # raw maps out; its own BN layers stay in eval mode
         try:
             with torch.no_grad():
-                if not meta:
-                    return self(probe)
-                tensors = {**dict(self.named_parameters()), **dict(self.named_buffers())}
-                swapped = {n: torch.empty_like(t, device="meta") for n, t in tensors.items()}
-                return functional_call(self, swapped, (probe,), strict=True)
+                param = next(self.parameters())
+                probe = torch.zeros(1, self.in_channels, _STRIDE_PROBE, _STRIDE_PROBE,
+                                    device=param.device, dtype=param.dtype)
+                maps = self(probe)
         finally:
             self.train(was_training)
+        strides = torch.tensor([_STRIDE_PROBE / m.shape[-2] for m in maps])
+        self.stride = strides.to(self.stride.device)
+        self.head.stride = strides.to(self.head.stride.device)
+        self.head.bias_init()
 
     def layer_table(self) -> list[LayerInfo]:
         """One ``LayerInfo`` per row: index, from, repeats, module, params, args, channels."""

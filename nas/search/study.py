@@ -183,10 +183,20 @@ def _worker_alive(worker: dict[str, Any]) -> bool:
     return start is None or _process_start(pid) in (None, start)
 
 
-def is_stale(trial: FrozenTrial, stale_after_s: float, now: float | None = None) -> bool:
-    """Whether a RUNNING trial's worker is gone (dead pid on this host, or no heartbeat)."""
+def is_stale(
+    trial: FrozenTrial, stale_after_s: float, now: float | None = None, *,
+    locked: bool = False,
+) -> bool:
+    """Whether a RUNNING trial's worker is gone (dead pid on this host, or no heartbeat).
+
+    ``locked``: the caller holds the study lock under which workers ask for a trial and record
+    themselves, so a RUNNING trial without a worker record belongs to a process that died in
+    between.
+    """
     now = time.time() if now is None else now
     worker = trial.system_attrs.get(WORKER_ATTR)
+    if worker is None and locked:
+        return True
     if isinstance(worker, dict) and worker.get("host") == socket.gethostname():
         return not _worker_alive(worker)
     beat = trial.system_attrs.get(HEARTBEAT_ATTR)
@@ -196,12 +206,14 @@ def is_stale(trial: FrozenTrial, stale_after_s: float, now: float | None = None)
     return now - float(beat) > stale_after_s
 
 
-def fail_stale_trials(study: optuna.Study, stale_after_s: float) -> list[int]:
+def fail_stale_trials(
+    study: optuna.Study, stale_after_s: float, *, locked: bool = False
+) -> list[int]:
     """Mark FAIL every RUNNING trial whose worker died and enqueue it again; their numbers."""
     failed = []
     storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_stale(trial, stale_after_s):
+        if not is_stale(trial, stale_after_s, locked=locked):
             continue
         worker = trial.system_attrs.get(WORKER_ATTR, {})
         reason = f"{INTERRUPTED}: worker {worker.get('host')}:{worker.get('pid')} stopped"
@@ -327,7 +339,7 @@ def run_search(settings: SearchSettings) -> optuna.Study:
     )
     stale = settings.trial.stale_after_s
     with study_lock(lock_file):
-        failed = fail_stale_trials(study, stale)
+        failed = fail_stale_trials(study, stale, locked=lock_file is not None)
         designs = enqueue_designs(study, space)
     if failed:
         print(f"[search] marked interrupted trials {failed} as FAIL")
