@@ -36,8 +36,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, optu
     storage, _ = resolve_storage(None, "dash", results)  # the search's default journal file
     study = optuna.create_study(study_name="dash", storage=storage,
                                 directions=Objectives().directions)
-    space = parse_space({"backbone": {"block": {"P3": ["C2f", "CSPPC"]}}, "neck": {"type": ["PAN"]},
-                         "width": [0.0625]}, source="t.yaml")
+    space = parse_space({"backbone": {"block": {"P3": ["C2f", "CSPPC"]}},
+                         "neck": {"type": ["PAN"]}, "width": [0.0625]}, source="t.yaml")
     ctx = TrialContext(
         space=space, objectives=Objectives(), data=None,
         train=SimpleNamespace(seed=0, device="cpu"),
@@ -72,7 +72,7 @@ def test_dashboard_lists_the_study(served: tuple[str, optuna.Study]) -> None:
     base, study = served
     studies = json.loads(get(f"{base}/api/studies"))["study_summaries"]
     assert [s["study_name"] for s in studies] == ["dash"]
-    assert [d for d in studies[0]["directions"]] == ["maximize", "minimize"]
+    assert list(studies[0]["directions"]) == ["maximize", "minimize"]
 
 
 def test_dashboard_shows_trials_attrs_and_artifacts(served: tuple[str, optuna.Study]) -> None:
@@ -91,7 +91,8 @@ def test_dashboard_shows_trials_attrs_and_artifacts(served: tuple[str, optuna.St
         assert served_trial["values"] == pytest.approx(trial.values)
         artifacts = served_trial["artifacts"]
         assert [a["artifact_id"] for a in artifacts] == [trial.user_attrs["yaml_artifact"]]
-        url = f"{base}/artifacts/{study_id}/{served_trial['trial_id']}/{artifacts[0]['artifact_id']}"
+        trial_id, artifact_id = served_trial["trial_id"], artifacts[0]["artifact_id"]
+        url = f"{base}/artifacts/{study_id}/{trial_id}/{artifact_id}"
         assert get(url).decode() == trial.user_attrs["arch_yaml"]
     assert {t["number"] for t in detail["best_trials"]} <= {0, 1}
     assert detail["best_trials"]

@@ -82,6 +82,24 @@ def test_boxes_sit_on_objects_of_the_class_colour(tmp_path):
     assert checked >= 15
 
 
+def test_boxes_are_the_tight_extent_of_the_drawn_pixels():
+    # one object on a clean background: the saturated pixels are exactly the object
+    cfg = SyntheticConfig(min_objects=1, max_objects=1, clutter=0.0, image_size=128, min_size=8)
+    shapes = set()
+    for i in range(40):
+        img, boxes, classes = render_image(cfg, np.random.default_rng([7, i]))
+        if not len(boxes):
+            continue
+        rgb = np.asarray(img, dtype=np.float32) / 255
+        hi, lo = rgb.max(2), rgb.min(2)
+        ys, xs = np.nonzero((hi - lo) / np.maximum(hi, 1e-6) > 0.55)
+        np.testing.assert_array_equal(
+            boxes[0], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], err_msg=f"image {i}"
+        )
+        shapes.add(int(classes[0]))
+    assert shapes == {0, 1, 2, 3}
+
+
 def test_default_parameters_are_learnable_sizes():
     cfg = SyntheticConfig()
     sides, counts = [], []

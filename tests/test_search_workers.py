@@ -24,7 +24,7 @@ def test_two_workers_share_one_journal(tmp_path: Path) -> None:
     workers = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True) for _ in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
-    for w, (out, err) in zip(workers, outputs, strict=True):
+    for w, (_out, err) in zip(workers, outputs, strict=True):
         assert w.returncode == 0, err[-3000:]
 
     study = optuna.load_study(study_name="quick",

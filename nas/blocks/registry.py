@@ -133,7 +133,9 @@ class ChannelBlock:
         c1 = row.c1
         try:
             mods = [cls(c1 if i == 0 else c2, c2, *row.args[1:]) for i in range(row.repeats)]
-        except TypeError as e:  # wrong number of args for the constructor
+        except BlockError:
+            raise
+        except (TypeError, ValueError) as e:  # wrong arguments for the constructor
             raise row.error(f"bad arguments {list(row.args)}: {e}") from e
         return (mods[0] if len(mods) == 1 else nn.Sequential(*mods)), c2
 
@@ -146,7 +148,9 @@ class RepeatBlock:
         c2 = row.scale.channels(row.arg(0, "out_channels"))
         try:
             return cls(row.c1, c2, row.repeats, *row.args[1:]), c2
-        except TypeError as e:
+        except BlockError:
+            raise
+        except (TypeError, ValueError) as e:
             raise row.error(f"bad arguments {list(row.args)}: {e}") from e
 
 

@@ -53,7 +53,7 @@ __all__ = [
     "render_image",
 ]
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DEFAULT_SYNTHETIC_ROOT = Path("data") / "synthetic"
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 _HUES = (0.0, 220.0, 120.0, 55.0, 300.0)  # class-typical hue in degrees, one per shape
@@ -226,6 +226,37 @@ def _inter_over_min(box: np.ndarray, boxes: np.ndarray) -> float:
     return float((iw * ih / np.minimum(area, areas)).max())
 
 
+def _draw_shape(
+    draw: ImageDraw.ImageDraw,
+    pts: list[tuple[float, float]] | None,
+    box: np.ndarray,
+    colour: tuple[int, int, int],
+    outline: tuple[int, ...] | None,
+    size: int,
+) -> list[float] | None:
+    """Draw a shape; return the tight box of the pixels it lit (pixel edges, like COCO).
+
+    The shape is drawn a second time into a small mask with the same rasteriser (shifted by
+    whole pixels, which rasterises identically) and the mask's bounding box is the label, so
+    sharp tips that light no pixel do not inflate the box.
+    """
+    ox, oy = max(int(box[0]) - 2, 0), max(int(box[1]) - 2, 0)
+    mask = Image.new("L", (min(int(box[2]) + 3, size) - ox, min(int(box[3]) + 3, size) - oy))
+    mdraw = ImageDraw.Draw(mask)
+    # PIL coordinates are pixel centres, boxes are pixel edges (COCO): shift by half a pixel
+    if pts is None:
+        xyxy = (box - 0.5).tolist()
+        draw.ellipse(xyxy, fill=colour, outline=outline)
+        mdraw.ellipse([xyxy[0] - ox, xyxy[1] - oy, xyxy[2] - ox, xyxy[3] - oy], fill=255)
+    else:
+        draw.polygon([(x - 0.5, y - 0.5) for x, y in pts], fill=colour, outline=outline)
+        mdraw.polygon([(x - 0.5 - ox, y - 0.5 - oy) for x, y in pts], fill=255, outline=255)
+    lit = mask.getbbox()
+    if lit is None:
+        return None
+    return [float(lit[0] + ox), float(lit[1] + oy), float(lit[2] + ox), float(lit[3] + oy)]
+
+
 def render_image(
     cfg: SyntheticConfig, rng: np.random.Generator
 ) -> tuple[Image.Image, np.ndarray, np.ndarray]:
@@ -261,12 +292,10 @@ def render_image(
         hue = _HUES[cls] + rng.uniform(-cfg.hue_jitter, cfg.hue_jitter)
         colour = _hsv_to_rgb(hue, rng.uniform(0.65, 1.0), rng.uniform(0.6, 1.0))
         outline = tuple(int(c * 0.5) for c in colour) if rng.random() < 0.5 else None
-        # PIL coordinates are pixel centres, boxes are pixel edges (COCO): shift by half a pixel
-        if pts is None:
-            draw.ellipse((box - 0.5).tolist(), fill=colour, outline=outline)
-        else:
-            draw.polygon([(x - 0.5, y - 0.5) for x, y in pts], fill=colour, outline=outline)
-        boxes.append(box.tolist())
+        drawn = _draw_shape(draw, pts, box, colour, outline, size)
+        if drawn is None:  # too thin to light any pixel
+            continue
+        boxes.append(drawn)
         classes.append(cls)
     return (
         img,
