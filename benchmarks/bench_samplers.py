@@ -40,7 +40,8 @@ SAMPLERS = {
                                                    n_startup_trials=6),
     "auto": default_sampler,
     "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=6),
-    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed, n_startup_trials=6),
+    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed, n_startup_trials=6,
+                                                 warn_independent_sampling=False),
 }
 
 

@@ -112,7 +112,7 @@ def _ultralytics_params(yaml_path: Path, register: bool) -> int:
         "print(sum(p.numel() for p in m.model.parameters()))\n"
     )
     cfg = yaml_path.parent / "ycfg"
-    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0", "OMP_NUM_THREADS": "1",
            "YOLO_CONFIG_DIR": str(cfg), "YOLO_VERBOSE": "False"}
     proc = subprocess.run([sys.executable, "-c", code, str(yaml_path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
