@@ -143,9 +143,9 @@ def evaluate(
 ) -> EvalResult:
     """COCO mAP of ``model`` on the validation split of ``data``.
 
-    The model runs in eval mode (its mode is restored afterwards) on the device of
-    ``data.val``; detections are mapped from letterboxed to original-image pixels and scored
-    against ``data.val_dataset.to_coco()``.
+    The model runs in eval mode (its mode is restored afterwards) on its own device (the
+    cache's images are moved there); detections are mapped from letterboxed to original-image
+    pixels and scored against ``data.val_dataset.to_coco()``.
 
     Args:
         model: A detector whose eval forward returns ``(B, 4 + nc, A)`` (xywh px, scores).
@@ -165,14 +165,15 @@ def evaluate(
         (0.91, 0.67)
     """
     cache = data.val
-    device = cache.device
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else cache.device
     amp = device.type == "cuda" if amp is None else amp
     evaluator = CocoEvaluator(data.val_dataset.to_coco(), data.names, max_det=max_det)
     was_training = model.training
     model.eval()
     try:
         for batch in iterate_batches(cache, batch_size, shuffle=False, generator=None):
-            images = batch.images
+            images = batch.images.to(device, non_blocking=True)
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
