@@ -90,8 +90,8 @@ def bbox_iou(
 
     Example:
         >>> b = torch.tensor([[0.0, 0.0, 4.0, 2.0]])
-        >>> bbox_iou(b, b, ciou=True)
-        tensor([[1.0000]])
+        >>> round(bbox_iou(b, b, ciou=True).item(), 4)
+        1.0
     """
     if xywh:
         box1, box2 = xywh2xyxy(box1), xywh2xyxy(box2)
