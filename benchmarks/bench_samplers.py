@@ -30,8 +30,9 @@ import torch
 
 from nas.model.counting import count_params
 from nas.model.detector import build_model
-from nas.search.space import SearchSpace, load_space, to_arch
+from nas.search.space import SearchSpace, load_space
 from nas.search.study import default_sampler, enqueue_designs
+from nas.search.wiring import to_arch
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLERS = {

@@ -21,8 +21,9 @@ from nas.model.arch import save_arch
 from nas.model.counting import count_params
 from nas.model.detector import build_model
 from nas.search.objective import LatencySettings, Objectives, TrialContext, TrialSettings
-from nas.search.space import load_space, parse_space, to_arch
+from nas.search.space import load_space, parse_space
 from nas.search.study import _evaluate
+from nas.search.wiring import to_arch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_search_e2e import FakeFit  # noqa: E402

@@ -10,7 +10,8 @@ import pytest
 from nas.model.arch import dump_arch, load_arch
 from nas.model.counting import count_params
 from nas.model.detector import build_model
-from nas.search.space import SpaceError, load_space, parse_space, to_arch
+from nas.search.space import SpaceError, load_space, parse_space
+from nas.search.wiring import to_arch
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""Convolution primitives: Conv (Conv2d + BN + SiLU), DWConv, and the wiring rows Concat, Upsample."""
+"""Convolution primitives (Conv, DWConv) and the wiring rows Concat and Upsample."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ class Conv(ChannelBlock, nn.Module):
             groups=groups, dilation=dilation, bias=False,
         )
         self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
-        self.act = nn.SiLU() if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+        self.act = (
+            nn.SiLU() if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))

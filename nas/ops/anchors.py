@@ -1,4 +1,4 @@
-"""Anchor points and distance <-> box conversions shared by Detect and the loss (pure functions)."""
+"""Anchor points and distance <-> box conversions, shared by Detect and the loss (pure)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def make_anchors(
     """
     points, stride_list = [], []
     dtype, device = feats[0].dtype, feats[0].device
-    for feat, stride in zip(feats, strides):
+    for feat, stride in zip(feats, strides, strict=True):
         h, w = feat.shape[-2:]
         sx = torch.arange(w, device=device, dtype=dtype) + offset
         sy = torch.arange(h, device=device, dtype=dtype) + offset

@@ -5,8 +5,9 @@ build a ``SearchSettings`` and call ``run_search``.
 """
 
 from nas.search.objective import LatencySettings, Objectives, TrialSettings
-from nas.search.space import SearchSpace, SpaceError, load_space, parse_space, to_arch
+from nas.search.space import SearchSpace, SpaceError, load_space, parse_space
 from nas.search.study import SearchSettings, run_search
+from nas.search.wiring import to_arch
 
 __all__ = [
     "LatencySettings",

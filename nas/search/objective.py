@@ -28,7 +28,8 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
-from nas.search.space import SearchSpace, to_arch
+from nas.search.space import SearchSpace
+from nas.search.wiring import to_arch
 
 __all__ = [
     "LatencySettings",
