@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
-from nas.data.defects import DatasetError, DefectReport, image_size, repair_boxes
+from nas.data.defects import DatasetError, DefectReport, checked_image_size, repair_boxes
 from nas.data.records import DetectionDataset, Sample
 
 __all__ = ["load_coco", "save_coco"]
@@ -78,12 +78,8 @@ def load_coco(
     for image_id in sorted(coco.imgs):
         info = coco.imgs[image_id]
         path = image_dir / str(info["file_name"])
-        if not path.is_file():
-            report.add("missing_image")
-            continue
-        size = image_size(path)
+        size = checked_image_size(path, report)
         if size is None:
-            report.add("unreadable_image")
             continue
         width, height = size
         boxes, classes = [], []

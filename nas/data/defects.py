@@ -126,6 +126,19 @@ def image_size(path: Path) -> tuple[int, int] | None:
     return int(size[0]), int(size[1])
 
 
+def checked_image_size(
+    path: Path, report: DefectReport, missing: str = "missing_image"
+) -> tuple[int, int] | None:
+    """``image_size(path)``, counting a missing file as ``missing`` and a bad one as unreadable."""
+    if not path.is_file():
+        report.add(missing)
+        return None
+    size = image_size(path)
+    if size is None:
+        report.add("unreadable_image")
+    return size
+
+
 def repair_boxes(
     boxes: np.ndarray,
     classes: np.ndarray,

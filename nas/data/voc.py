@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.data.defects import DatasetError, DefectReport, image_size, repair_boxes
+from nas.data.defects import DatasetError, DefectReport, checked_image_size, repair_boxes
 from nas.data.records import DetectionDataset, Sample
 
 __all__ = ["load_voc", "voc_class_names"]
@@ -108,12 +108,9 @@ def load_voc(
         path = image_dir / (filename or f"{image_id}.jpg")
         if not path.is_file() and filename:  # XML filename stale: fall back to the id
             path = image_dir / f"{image_id}.jpg"
-        if not path.is_file():
-            report.add("label_without_image" if xml.is_file() else "missing_image")
-            continue
-        size = image_size(path)
+        missing = "label_without_image" if xml.is_file() else "missing_image"
+        size = checked_image_size(path, report, missing)
         if size is None:
-            report.add("unreadable_image")
             continue
         report.add("bad_label", sum(1 for _, c in objects if c is None))
         good = [(n, c) for n, c in objects if c is not None]

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from nas.data.defects import DatasetError, DefectReport, image_size, repair_boxes
+from nas.data.defects import DatasetError, DefectReport, checked_image_size, repair_boxes
 from nas.data.records import DetectionDataset, Sample
 
 __all__ = ["IMAGE_SUFFIXES", "image_to_label_path", "load_yolo", "read_data_yaml"]
@@ -179,12 +179,8 @@ def load_yolo(
     report = DefectReport()
     samples = []
     for path in images:
-        if not path.is_file():
-            report.add("missing_image")
-            continue
-        size = image_size(path)
+        size = checked_image_size(path, report)
         if size is None:
-            report.add("unreadable_image")
             continue
         label = image_to_label_path(path)
         if label.is_file():
