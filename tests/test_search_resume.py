@@ -16,7 +16,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from nas.search.study import counted_trials, fail_stale_trials, is_stale, worker_id
+from nas.search.workers import counted_trials, fail_stale_trials, is_stale, worker_id
 
 ROOT = Path(__file__).resolve().parents[1]
 # Trials of a few seconds each, so the kill lands inside the second one.

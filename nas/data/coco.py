@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
-from nas.data.defects import DatasetError, DefectReport, checked_image_size, repair_boxes
+from nas.data.defects import (
+    DatasetError,
+    DefectReport,
+    checked_image_size,
+    finish_dataset,
+    repair_boxes,
+)
 from nas.data.records import DetectionDataset, Sample
 
 __all__ = ["load_coco", "save_coco"]
@@ -97,15 +103,16 @@ def load_coco(
             classes.append(cls)
         b, c = repair_boxes(np.array(boxes), np.array(classes), width, height, len(names), report)
         samples.append(Sample(int(image_id), path, width, height, b, c))
-    if not samples:
-        raise DatasetError(
-            f"coco: no readable image of {annotation_file} found under {image_dir} "
-            f"({report.summary() or 'no images listed'})"
-        )
-    ds = DetectionDataset(names, samples, image_dir, report)
-    if warn:
-        report.warn(annotation_file)
-    return ds
+    return finish_dataset(
+        names,
+        samples,
+        image_dir,
+        report,
+        source=annotation_file,
+        no_image=f"coco: no readable image of {annotation_file} found under {image_dir}",
+        nothing_counted="no images listed",
+        warn=warn,
+    )
 
 
 def save_coco(dataset: DetectionDataset, annotation_file: str | Path) -> Path:

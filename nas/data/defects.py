@@ -12,9 +12,10 @@ Policy (the same for every format):
     - malformed label line / unreadable annotation file: line ignored / image skipped;
     - images without labels are background images: kept with zero boxes (not a defect).
 
-A loader fills one ``DefectReport`` and calls ``report.warn(source)`` once, which emits a single
-``DataWarning`` such as ``"data: /sets/x: repaired 3 boxes outside the image, skipped 2
-zero-size boxes, 2 label files without an image, 1 unreadable image"``.
+A loader fills one ``DefectReport`` and ends with ``finish_dataset``, which raises
+``DatasetError`` if no image was readable, else emits the report as a single ``DataWarning``
+such as ``"data: /sets/x: repaired 3 boxes outside the image, skipped 2 zero-size boxes, 2 label
+files without an image, 1 unreadable image"`` and builds the ``DetectionDataset``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from nas.data.records import DetectionDataset, Sample
 
 __all__ = [
     "CLIP_TOLERANCE",
@@ -33,6 +38,7 @@ __all__ = [
     "DataWarning",
     "DatasetError",
     "DefectReport",
+    "finish_dataset",
     "image_size",
     "repair_boxes",
 ]
@@ -180,3 +186,44 @@ def repair_boxes(
     moved = np.abs(clipped - boxes).max(1, initial=0.0) > CLIP_TOLERANCE
     report.add("clipped", int((moved & inside).sum()))
     return clipped[inside].astype(np.float32), classes[inside]
+
+
+def finish_dataset(
+    names: list[str],
+    samples: list[Sample],
+    root: Path,
+    report: DefectReport,
+    *,
+    source: str | Path,
+    no_image: str,
+    nothing_counted: str,
+    warn: bool = True,
+) -> DetectionDataset:
+    """The common end of every loader: check that an image was kept, warn once, build.
+
+    Args:
+        names: Class names.
+        samples: The readable images.
+        root: ``DetectionDataset.root``.
+        report: The loader's defect counts (kept as ``DetectionDataset.defects``).
+        source: What was loaded, named in the warning line (``report.line(source)``).
+        no_image: The ``DatasetError`` message when ``samples`` is empty, naming the file and
+            key; the defect summary (or ``nothing_counted`` when no defect was counted) is
+            appended in parentheses.
+        nothing_counted: Why there is no image when no defect explains it.
+        warn: Emit the one-line defect warning (it points at the loader's caller).
+
+    Returns:
+        ``DetectionDataset(names, samples, root, report)``.
+
+    Raises:
+        DatasetError: ``samples`` is empty.
+    """
+    from nas.data.records import DetectionDataset  # records imports this module
+
+    if not samples:
+        raise DatasetError(f"{no_image} ({report.summary() or nothing_counted})")
+    ds = DetectionDataset(names, samples, root, report)
+    if warn:
+        report.warn(source, stacklevel=4)  # warn -> finish_dataset -> loader -> its caller
+    return ds

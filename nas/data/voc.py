@@ -20,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.data.defects import DatasetError, DefectReport, checked_image_size, repair_boxes
+from nas.data.defects import (
+    DatasetError,
+    DefectReport,
+    checked_image_size,
+    finish_dataset,
+    repair_boxes,
+)
 from nas.data.records import DetectionDataset, Sample
 
 __all__ = ["load_voc", "voc_class_names"]
@@ -118,12 +124,13 @@ def load_voc(
         raw_classes = np.array([index_of.get(n, -1) for n, _ in good], dtype=np.int64)
         boxes, classes = repair_boxes(raw_boxes, raw_classes, *size, len(names), report)
         samples.append(Sample(len(samples) + 1, path, size[0], size[1], boxes, classes))
-    if not samples:
-        raise DatasetError(
-            f"voc: split {split!r} of {root} has no readable image "
-            f"({report.summary() or 'empty split list'})"
-        )
-    ds = DetectionDataset(names, samples, image_dir, report)
-    if warn:
-        report.warn(f"{root} [{split}]")
-    return ds
+    return finish_dataset(
+        names,
+        samples,
+        image_dir,
+        report,
+        source=f"{root} [{split}]",
+        no_image=f"voc: split {split!r} of {root} has no readable image",
+        nothing_counted="empty split list",
+        warn=warn,
+    )

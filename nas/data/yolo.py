@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from nas.data.defects import DatasetError, DefectReport, checked_image_size, repair_boxes
+from nas.data.defects import (
+    DatasetError,
+    DefectReport,
+    checked_image_size,
+    finish_dataset,
+    repair_boxes,
+)
 from nas.data.records import DetectionDataset, Sample
 
 __all__ = ["IMAGE_SUFFIXES", "image_to_label_path", "load_yolo", "read_data_yaml"]
@@ -199,12 +205,13 @@ def load_yolo(
                 if (folder / f.relative_to(label_dir)).with_suffix("") not in stems
             ]
             report.add("label_without_image", len(orphans))
-    if not samples:
-        raise DatasetError(
-            f"yolo: {data_yaml}: split {split!r} has no readable image "
-            f"({report.summary() or 'no images found'})"
-        )
-    ds = DetectionDataset(names, samples, root, report)
-    if warn:
-        report.warn(f"{data_yaml} [{split}]")
-    return ds
+    return finish_dataset(
+        names,
+        samples,
+        root,
+        report,
+        source=f"{data_yaml} [{split}]",
+        no_image=f"yolo: {data_yaml}: split {split!r} has no readable image",
+        nothing_counted="no images found",
+        warn=warn,
+    )

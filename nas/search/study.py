@@ -1,32 +1,22 @@
-"""The Optuna study: storage resolution, samplers, enqueued designs, resume, the trial loop.
+"""The Optuna study: storage resolution, samplers, enqueued designs, the trial loop.
 
 - Storage: ``None`` -> a JournalStorage file ``<results_dir>/<study_name>/journal.log``; a
   path (``*.log``, ``*.journal``, or ``journal:///abs/path``) -> a JournalStorage file (safe for
   several processes on one machine); any other URL (``sqlite:///x.db``, ``postgresql://...``)
   -> Optuna's own storage for it; ``:memory:`` -> in memory (tests).
-- Resume: re-running the same command loads the study. Trials left RUNNING by a dead process
-  are marked FAIL (``fail_reason = "interrupted: ..."``) and their candidates enqueued again
-  (``retry_of``) first: a trial records its worker
-  (host, pid, process start time) and a heartbeat, so a live worker's trial is never touched.
-- ``n_trials`` counts finished trials (COMPLETE, PRUNED, FAIL) except interrupted ones, so a
-  resumed study runs until that many trials really finished. Workers sharing a journal file
-  take a file lock to ask for a trial, so together they never exceed ``n_trials``.
+- Resume: re-running the same command loads the study and runs until ``n_trials`` trials
+  really finished. Trials left RUNNING by a dead process are failed and enqueued again, and
+  workers sharing a journal file take a file lock to ask for a trial (``nas.search.workers``).
 
 Example:
-    >>> from nas.search.study import resolve_storage
-    >>> resolve_storage(None, "demo", "results")[1]
+    >>> from nas.search.study import journal_path
+    >>> journal_path(None, "demo", "results").as_posix()
     'results/demo/journal.log'
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,23 +35,25 @@ from nas.search.objective import (
     run_trial,
 )
 from nas.search.space import SearchSpace, load_space
+from nas.search.workers import (
+    WORKER_ATTR,
+    Heartbeat,
+    counted_trials,
+    fail_stale_trials,
+    study_lock,
+    worker_id,
+)
 
 __all__ = [
-    "WORKER_ATTR",
-    "counted_trials",
     "default_sampler",
     "enqueue_designs",
-    "fail_stale_trials",
+    "journal_path",
     "open_study",
     "resolve_storage",
     "run_search",
     "SearchSettings",
-    "study_lock",
 ]
 
-WORKER_ATTR = "nas:worker"
-HEARTBEAT_ATTR = "nas:heartbeat"
-INTERRUPTED = "interrupted"
 _JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
 
 
@@ -105,21 +97,6 @@ def resolve_storage(
     return optuna.storages.get_storage(storage), storage
 
 
-@contextlib.contextmanager
-def study_lock(lock_file: Path | None) -> Iterator[None]:
-    """An exclusive inter-process lock (``flock``; released if the holder dies); no-op if None."""
-    if lock_file is None:
-        yield
-        return
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def open_study(
     *,
     study_name: str,
@@ -130,8 +107,12 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or load it if it exists (resume); its directions must match."""
     study = optuna.create_study(
-        study_name=study_name, storage=storage, directions=directions, sampler=sampler,
-        pruner=pruner, load_if_exists=True,
+        study_name=study_name,
+        storage=storage,
+        directions=directions,
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
     )
     have = [d.name.lower() for d in study.directions]
     if have != directions:
@@ -156,114 +137,6 @@ def enqueue_designs(study: optuna.Study, space: SearchSpace) -> list[str]:
         study.enqueue_trial(space.suggested(choices), user_attrs={"design": name})
     study.set_user_attr("designs_enqueued", list(designs))
     return list(designs)
-
-
-def worker_id() -> dict[str, Any]:
-    """This process: host name, pid and start time (tells a reused pid from the same process)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
-
-
-def _process_start(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks
-
-
-def _worker_alive(worker: dict[str, Any]) -> bool:
-    pid = int(worker.get("pid", -1))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    start = worker.get("start")
-    return start is None or _process_start(pid) in (None, start)
-
-
-def is_stale(
-    trial: FrozenTrial, stale_after_s: float, now: float | None = None, *,
-    locked: bool = False,
-) -> bool:
-    """Whether a RUNNING trial's worker is gone (dead pid on this host, or no heartbeat).
-
-    ``locked``: the caller holds the study lock under which workers ask for a trial and record
-    themselves, so a RUNNING trial without a worker record belongs to a process that died in
-    between.
-    """
-    now = time.time() if now is None else now
-    worker = trial.system_attrs.get(WORKER_ATTR)
-    if worker is None and locked:
-        return True
-    if isinstance(worker, dict) and worker.get("host") == socket.gethostname():
-        return not _worker_alive(worker)
-    beat = trial.system_attrs.get(HEARTBEAT_ATTR)
-    if beat is None:
-        start = trial.datetime_start
-        beat = start.timestamp() if start is not None else now
-    return now - float(beat) > stale_after_s
-
-
-def fail_stale_trials(
-    study: optuna.Study, stale_after_s: float, *, locked: bool = False
-) -> list[int]:
-    """Mark FAIL every RUNNING trial whose worker died and enqueue it again; their numbers."""
-    failed = []
-    storage = study._storage
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_stale(trial, stale_after_s, locked=locked):
-            continue
-        worker = trial.system_attrs.get(WORKER_ATTR, {})
-        reason = f"{INTERRUPTED}: worker {worker.get('host')}:{worker.get('pid')} stopped"
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            failed.append(trial.number)
-            # the same candidate runs again (as Optuna's RetryFailedTrialCallback would)
-            attrs = {"retry_of": trial.number}
-            if "design" in trial.user_attrs:
-                attrs["design"] = trial.user_attrs["design"]
-            study.enqueue_trial(trial.params, user_attrs=attrs)
-    return failed
-
-
-def counted_trials(study: optuna.Study, stale_after_s: float) -> int:
-    """Trials that count towards ``n_trials``: finished (not interrupted) or live RUNNING."""
-    n = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            n += 1
-        elif t.state == TrialState.FAIL:
-            n += not str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
-        elif t.state == TrialState.RUNNING:
-            n += not is_stale(t, stale_after_s)
-    return n
-
-
-class Heartbeat:
-    """Writes the trial's heartbeat system attribute every ``interval`` seconds (a thread)."""
-
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float = 30.0) -> None:
-        self._storage = study._storage
-        self._trial_id = trial._trial_id
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            with contextlib.suppress(Exception):  # a finished trial can no longer be written
-                self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
-
-    def __enter__(self) -> Heartbeat:
-        self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @dataclass
@@ -313,17 +186,21 @@ def run_search(settings: SearchSettings) -> optuna.Study:
     space = replace(space, budgets=space.budgets.merged(settings.budget_overrides))
     if settings.n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {settings.n_trials}")
-    if settings.pruner is not None and not settings.objectives.single and not isinstance(
-        settings.pruner, optuna.pruners.NopPruner
+    if (
+        settings.pruner is not None
+        and not settings.objectives.single
+        and not isinstance(settings.pruner, optuna.pruners.NopPruner)
     ):
         raise ValueError(
             "pruners work only in single-objective studies: use objectives=map_under_budget "
             "with pruner=hyperband|sha, or pruner=none"
         )
     train = settings.train
-    if settings.objectives.single and not isinstance(
-        settings.pruner, optuna.pruners.NopPruner | None
-    ) and getattr(train, "eval_every", 1) != 1:
+    if (
+        settings.objectives.single
+        and not isinstance(settings.pruner, optuna.pruners.NopPruner | None)
+        and getattr(train, "eval_every", 1) != 1
+    ):
         train = replace(train, eval_every=1)  # a pruner needs mAP after every epoch
         settings = replace(settings, train=train)
     if getattr(train, "threads", None):
@@ -333,8 +210,10 @@ def run_search(settings: SearchSettings) -> optuna.Study:
     journal = journal_path(settings.storage, settings.study_name, settings.results_dir)
     lock_file = journal.with_name(journal.name + ".nas-lock") if journal else None
     study = open_study(
-        study_name=settings.study_name, storage=storage,
-        directions=settings.objectives.directions, sampler=settings.sampler,
+        study_name=settings.study_name,
+        storage=storage,
+        directions=settings.objectives.directions,
+        sampler=settings.sampler,
         pruner=settings.pruner or optuna.pruners.NopPruner(),
     )
     stale = settings.trial.stale_after_s
@@ -345,8 +224,10 @@ def run_search(settings: SearchSettings) -> optuna.Study:
         print(f"[search] marked interrupted trials {failed} as FAIL")
     if designs:
         print(f"[search] enqueued designs: {', '.join(designs)}")
-    print(f"[search] study {settings.study_name!r} in {url} "
-          f"(optuna-dashboard {url}); {counted_trials(study, stale)}/{settings.n_trials} done")
+    print(
+        f"[search] study {settings.study_name!r} in {url} "
+        f"(optuna-dashboard {url}); {counted_trials(study, stale)}/{settings.n_trials} done"
+    )
 
     ctx = _make_context(settings, space, out_dir)
     while True:
@@ -369,8 +250,13 @@ def _make_context(settings: SearchSettings, space: SearchSpace, out_dir: Path) -
 
     data = prepare_data(settings.data, settings.train.imgsz, settings.train.device)
     return TrialContext(
-        space=space, objectives=settings.objectives, data=data, train=settings.train,
-        settings=settings.trial, artifact_dir=out_dir / "artifacts", nc=len(data.names),
+        space=space,
+        objectives=settings.objectives,
+        data=data,
+        train=settings.train,
+        settings=settings.trial,
+        artifact_dir=out_dir / "artifacts",
+        nc=len(data.names),
     )
 
 
@@ -390,7 +276,10 @@ def _evaluate(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
 
 
 def _progress(
-    study: optuna.Study, trial: FrozenTrial, settings: SearchSettings, seconds: float,
+    study: optuna.Study,
+    trial: FrozenTrial,
+    settings: SearchSettings,
+    seconds: float,
     stale: float,
 ) -> None:
     a = trial.user_attrs

@@ -1,0 +1,173 @@
+"""Worker processes sharing one study: who runs each trial, and what a dead worker leaves.
+
+- A worker records itself on the trial it asks for (``WORKER_ATTR``: host, pid, process start
+  time) and keeps a heartbeat (``HEARTBEAT_ATTR``) while it trains, so a live worker's trial is
+  never touched.
+- Resume: trials left RUNNING by a dead worker are marked FAIL (``fail_reason = "interrupted:
+  ..."``) and their candidates enqueued again (``retry_of``).
+- ``n_trials`` counts finished trials (COMPLETE, PRUNED, FAIL) except interrupted ones, so a
+  resumed study runs until that many trials really finished. Workers sharing a journal file
+  take a file lock (``study_lock``) to ask for a trial, so together they never exceed it.
+
+Example:
+    >>> from nas.search.workers import worker_id
+    >>> sorted(worker_id())
+    ['host', 'pid', 'start']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = [
+    "HEARTBEAT_ATTR",
+    "INTERRUPTED",
+    "WORKER_ATTR",
+    "Heartbeat",
+    "counted_trials",
+    "fail_stale_trials",
+    "is_stale",
+    "study_lock",
+    "worker_id",
+]
+
+WORKER_ATTR = "nas:worker"
+HEARTBEAT_ATTR = "nas:heartbeat"
+INTERRUPTED = "interrupted"
+
+
+@contextlib.contextmanager
+def study_lock(lock_file: Path | None) -> Iterator[None]:
+    """An exclusive inter-process lock (``flock``; released if the holder dies); no-op if None."""
+    if lock_file is None:
+        yield
+        return
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def worker_id() -> dict[str, Any]:
+    """This process: host name, pid and start time (tells a reused pid from the same process)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks
+
+
+def _worker_alive(worker: dict[str, Any]) -> bool:
+    pid = int(worker.get("pid", -1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    start = worker.get("start")
+    return start is None or _process_start(pid) in (None, start)
+
+
+def is_stale(
+    trial: FrozenTrial,
+    stale_after_s: float,
+    now: float | None = None,
+    *,
+    locked: bool = False,
+) -> bool:
+    """Whether a RUNNING trial's worker is gone (dead pid on this host, or no heartbeat).
+
+    ``locked``: the caller holds the study lock under which workers ask for a trial and record
+    themselves, so a RUNNING trial without a worker record belongs to a process that died in
+    between.
+    """
+    now = time.time() if now is None else now
+    worker = trial.system_attrs.get(WORKER_ATTR)
+    if worker is None and locked:
+        return True
+    if isinstance(worker, dict) and worker.get("host") == socket.gethostname():
+        return not _worker_alive(worker)
+    beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+    if beat is None:
+        start = trial.datetime_start
+        beat = start.timestamp() if start is not None else now
+    return now - float(beat) > stale_after_s
+
+
+def fail_stale_trials(
+    study: optuna.Study, stale_after_s: float, *, locked: bool = False
+) -> list[int]:
+    """Mark FAIL every RUNNING trial whose worker died and enqueue it again; their numbers."""
+    failed = []
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not is_stale(trial, stale_after_s, locked=locked):
+            continue
+        worker = trial.system_attrs.get(WORKER_ATTR, {})
+        reason = f"{INTERRUPTED}: worker {worker.get('host')}:{worker.get('pid')} stopped"
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            failed.append(trial.number)
+            # the same candidate runs again (as Optuna's RetryFailedTrialCallback would)
+            attrs = {"retry_of": trial.number}
+            if "design" in trial.user_attrs:
+                attrs["design"] = trial.user_attrs["design"]
+            study.enqueue_trial(trial.params, user_attrs=attrs)
+    return failed
+
+
+def counted_trials(study: optuna.Study, stale_after_s: float) -> int:
+    """Trials that count towards ``n_trials``: finished (not interrupted) or live RUNNING."""
+    n = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            n += 1
+        elif t.state == TrialState.FAIL:
+            n += not str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
+        elif t.state == TrialState.RUNNING:
+            n += not is_stale(t, stale_after_s)
+    return n
+
+
+class Heartbeat:
+    """Writes the trial's heartbeat system attribute every ``interval`` seconds (a thread)."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float = 30.0) -> None:
+        self._storage = study._storage
+        self._trial_id = trial._trial_id
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            with contextlib.suppress(Exception):  # a finished trial can no longer be written
+                self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
+
+    def __enter__(self) -> Heartbeat:
+        self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
