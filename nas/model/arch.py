@@ -351,9 +351,12 @@ def load_arch(
         raise ArchError(f"{label}: {e}") from None
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it: ~10x faster
+
+
 def _safe_load(text: str, label: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as e:
         raise ArchError(f"{label}: invalid YAML: {e}") from None
 

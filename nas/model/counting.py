@@ -92,6 +92,10 @@ def count_gflops(
     return _count(model, h, w, meta=False)
 
 
+def _identity(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+    return x
+
+
 def _count(model: nn.Module, h: int, w: int, *, meta: bool) -> float:
     total = 0
 
@@ -110,6 +114,11 @@ def _count(model: nn.Module, h: int, w: int, *, meta: bool) -> float:
         model.eval()
         with torch.no_grad():
             if meta:
+                # Norm layers keep the shape; on ``meta`` their decomposition dominates the
+                # pass, so they run as identities there (their hook still counts the input).
+                for m in model.modules():
+                    if isinstance(m, _NORMS):
+                        m.forward = _identity
                 tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
                 swapped = {n: torch.empty_like(t, device="meta") for n, t in tensors.items()}
                 functional_call(model, swapped, (image,), strict=True)
@@ -118,6 +127,9 @@ def _count(model: nn.Module, h: int, w: int, *, meta: bool) -> float:
     finally:
         for handle in handles:
             handle.remove()
+        for m in model.modules():
+            if isinstance(m, _NORMS) and "forward" in vars(m):
+                del m.forward
         for m, training in modes.items():
             m.training = training
     return 2 * total / 1e9
