@@ -7,7 +7,8 @@ training images per second, and the ratios ours / ultralytics.
 
 Recipe, the same for both where the engines allow: SGD lr0 0.01, momentum 0.937, weight decay
 5e-4, 3 warm-up epochs, linear decay to 1 %, EMA, flips + scale 0.25 + translate 0.1 + HSV
-jitter, no mosaic, an optimizer step every batch (ultralytics ``nbs`` = batch; pass
+jitter, no mosaic unless ``--mosaic P`` (probability, both engines; ``--close-mosaic K`` turns
+it off for the last K epochs), an optimizer step every batch (ultralytics ``nbs`` = batch; pass
 ``--nbs 64`` for ultralytics' default accumulation). Each engine reports its own mAP
 (ours: pycocotools COCOeval; ultralytics: its own AP integration), on the same val images.
 Wall time covers data caching, training and the final evaluation; images/s counts training
@@ -75,6 +76,7 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
         "lrf": 0.01, "momentum": 0.937, "weight_decay": 5e-4, "warmup_epochs": 3.0,
         "warmup_bias_lr": 0.1, "warmup_momentum": 0.8, "fliplr": 0.5, "scale": 0.25,
         "translate": 0.1, "hsv_h": 0.015, "hsv_s": 0.4, "hsv_v": 0.3, "seed": 0,
+        "mosaic": args.mosaic, "close_mosaic": args.close_mosaic,
     }  # fmt: skip
 
 
@@ -84,14 +86,15 @@ def run_ours(args: argparse.Namespace) -> dict[str, float]:
     data_cfg = DataConfig.from_dict({
         "format": "voc", "path": str(BCCD), "train": "train", "val": "val",
         "augment": {"fliplr": r["fliplr"], "scale": r["scale"], "translate": r["translate"],
-                    "hsv_h": r["hsv_h"], "hsv_s": r["hsv_s"], "hsv_v": r["hsv_v"]},
+                    "hsv_h": r["hsv_h"], "hsv_s": r["hsv_s"], "hsv_v": r["hsv_v"],
+                    "mosaic": r["mosaic"]},
     })  # fmt: skip
     cfg = TrainConfig(
         epochs=args.epochs, imgsz=args.imgsz, batch_size=args.batch, optimizer="sgd",
         lr0=r["lr0"], lrf=r["lrf"], schedule="linear", momentum=r["momentum"],
         weight_decay=r["weight_decay"], warmup_epochs=r["warmup_epochs"],
         warmup_bias_lr=r["warmup_bias_lr"], warmup_momentum=r["warmup_momentum"],
-        device=args.device, threads=args.threads, seed=r["seed"],
+        close_mosaic=r["close_mosaic"], device=args.device, threads=args.threads, seed=r["seed"],
     )  # fmt: skip
     start = time.perf_counter()
     data = prepare_data(data_cfg, args.imgsz, args.device)
@@ -142,7 +145,7 @@ def run_ultralytics(args: argparse.Namespace, work: Path) -> dict[str, float] | 
     model.train(
         data=str(data_yaml), device=args.device, workers=0, cache="ram", project=str(work),
         name="ul", exist_ok=True, plots=False, optimizer="SGD", nbs=args.nbs or args.batch,
-        mosaic=0.0, close_mosaic=0, amp=args.device != "cpu", deterministic=True,
+        amp=args.device != "cpu", deterministic=True,
         verbose=not args.quiet, **recipe(args),
     )  # fmt: skip
     wall = time.perf_counter() - start
@@ -166,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--nbs", type=int, default=0,
                         help="ultralytics nominal batch size (0: = --batch, no accumulation)")
+    parser.add_argument("--mosaic", type=float, default=0.0, help="mosaic probability")
+    parser.add_argument("--close-mosaic", type=int, default=0,
+                        help="last epochs without mosaic")
     parser.add_argument("--skip-ultralytics", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -173,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"BCCD not found at {BCCD}; nothing to benchmark")
         return
     print(f"yolov8n on BCCD, {args.epochs} epochs at {args.imgsz} px, batch {args.batch}, "
-          f"{args.threads} threads, device {args.device}")  # fmt: skip
+          f"{args.threads} threads, device {args.device}, mosaic {args.mosaic} "
+          f"(off for the last {args.close_mosaic} epochs)")  # fmt: skip
     ours = run_ours(args)
     theirs = None
     if not args.skip_ultralytics:

@@ -159,6 +159,43 @@ def test_ema_follows_the_formula() -> None:
     assert not any(p.requires_grad for p in ema.module.parameters())
 
 
+def test_ema_averages_weights_and_bn_statistics_but_not_counters() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    ema = ModelEMA(net, decay=0.5, tau=1e-9)  # decay 0.5 from the first update
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    net(torch.randn(2, 3, 8, 8))  # moves BN running stats and its counter
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    ema.update(net)
+    after, live = ema.module.state_dict(), net.state_dict()
+    for k, v in after.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.5 * before[k] + 0.5 * live[k])
+        else:  # num_batches_tracked: an integer counter, not averaged
+            assert torch.equal(v, before[k])
+
+
+def test_close_mosaic_turns_mosaic_off_for_the_last_epochs(
+    tiny_data: PreparedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nas.train.engine as engine
+
+    seen: list[float] = []
+    real = engine.iterate_batches
+
+    def spy(*args: object, **kwargs: object):  # noqa: ANN202
+        seen.append(kwargs["augment"].mosaic)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "iterate_batches", spy)
+    augment = {"mosaic": 1.0, "hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0}
+    fit(tiny_model(3), tiny_data, quick(epochs=3, close_mosaic=2, augment=augment),
+        progress=False)  # fmt: skip
+    assert seen == [1.0, 0.0, 0.0]
+
+
 def test_config_errors_name_the_key() -> None:
     with pytest.raises(ValueError, match="optimizer='adam'.*sgd"):
         TrainConfig(optimizer="adam")
@@ -167,6 +204,8 @@ def test_config_errors_name_the_key() -> None:
     with pytest.raises(ValueError, match=r"unknown keys \['lr'\]"):
         TrainConfig.from_dict({"lr": 0.1})
     with pytest.raises(ValueError, match="train.augment: unknown keys"):
-        TrainConfig.from_dict({"augment": {"mosaic": 1.0}})
+        TrainConfig.from_dict({"augment": {"mixup": 1.0}})
+    with pytest.raises(ValueError, match="close_mosaic=-1"):
+        TrainConfig(close_mosaic=-1)
     cfg = TrainConfig.from_dict({"augment": {"enabled": False}, "epochs": 3})
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg

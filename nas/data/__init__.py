@@ -7,7 +7,13 @@ Example:
 
 from __future__ import annotations
 
-from nas.data.augment import AugmentConfig, augment_batch, colour_jitter, random_affine
+from nas.data.augment import (
+    AugmentConfig,
+    augment_batch,
+    clip_boxes,
+    colour_jitter,
+    random_affine,
+)
 from nas.data.batches import Batch, collate, iterate_batches
 from nas.data.cache import (
     ImageCache,
@@ -20,6 +26,7 @@ from nas.data.cache import (
 from nas.data.coco import load_coco, save_coco
 from nas.data.config import FORMATS, DataConfig, PreparedData, load_splits, prepare_data
 from nas.data.defects import DatasetError, DataWarning, DefectReport, image_size, repair_boxes
+from nas.data.mosaic import compose_mosaic, mosaic_batch
 from nas.data.records import DetectionDataset, Sample, category_id, class_index
 from nas.data.subset import subset, subset_indices
 from nas.data.synthetic import SyntheticConfig, ensure_synthetic, generate_synthetic
@@ -44,8 +51,10 @@ __all__ = [
     "cache_images",
     "category_id",
     "class_index",
+    "clip_boxes",
     "collate",
     "colour_jitter",
+    "compose_mosaic",
     "ensure_synthetic",
     "generate_synthetic",
     "image_size",
@@ -57,6 +66,7 @@ __all__ = [
     "load_splits",
     "load_voc",
     "load_yolo",
+    "mosaic_batch",
     "prepare_data",
     "random_affine",
     "read_data_yaml",

@@ -7,8 +7,12 @@ nearest-neighbour gathers, about 3x cheaper on CPU; the area uncovered by the sh
 grey 114. Boxes transformed exactly (no rotation, so boxes stay tight),
 clipped to the image and dropped when smaller than ``min_box_size`` px on a side or when less
 than ``min_area_ratio`` of their transformed area is left inside the image (ultralytics'
-``box_candidates`` rule). Then an optional HSV-like colour jitter as one 3x3 colour matrix per
-image (hue = rotation about the grey axis, saturation = distance from grey, value = gain).
+``box_candidates`` rule: ``clip_boxes``, shared with ``nas.data.mosaic``). Then an optional
+HSV-like colour jitter as one 3x3 colour matrix per image (hue = rotation about the grey axis,
+saturation = distance from grey, value = gain).
+
+Mosaic (``AugmentConfig.mosaic``) is not applied here but when the batch is gathered from the
+cache (``nas.data.mosaic.mosaic_batch``, called by ``iterate_batches``), before the affine.
 
 All random numbers are drawn on the CPU from the ``torch.Generator`` passed in, so results are
 deterministic given its seed (then moved to the batch's device).
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentConfig", "augment_batch", "colour_jitter", "random_affine"]
+__all__ = ["AugmentConfig", "augment_batch", "clip_boxes", "colour_jitter", "random_affine"]
 
 _GREY = 114 / 255
 
@@ -48,8 +52,12 @@ class AugmentConfig:
         hsv_h: Hue rotation in ``+-hsv_h`` turns (0.015 = +-5.4 degrees).
         hsv_s: Saturation gain in ``[1 - hsv_s, 1 + hsv_s]``.
         hsv_v: Brightness gain in ``[1 - hsv_v, 1 + hsv_v]``.
-        min_box_size: Boxes thinner than this (px) after the affine are dropped.
-        min_area_ratio: Boxes keeping less than this fraction of their area are dropped.
+        min_box_size: Boxes thinner than this (px) after the affine or mosaic are dropped.
+        min_area_ratio: Boxes keeping less than this fraction of their area are dropped
+            (after the affine or mosaic).
+        mosaic: Probability that an image of a batch is replaced by a mosaic of itself and 3
+            random images of the cache (``nas.data.mosaic``; applied by ``iterate_batches``
+            when the batch is gathered, before the affine; 0 = off).
     """
 
     enabled: bool = True
@@ -61,6 +69,7 @@ class AugmentConfig:
     hsv_v: float = 0.3
     min_box_size: float = 2.0
     min_area_ratio: float = 0.1
+    mosaic: float = 0.0
 
     def __post_init__(self) -> None:
         ranges = {
@@ -72,6 +81,7 @@ class AugmentConfig:
             "hsv_v": (0, 1),
             "min_box_size": (0, 1e9),
             "min_area_ratio": (0, 1),
+            "mosaic": (0, 1),
         }
         for name, (lo, hi) in ranges.items():
             value = getattr(self, name)
@@ -119,6 +129,44 @@ def _warp_nearest(
     return torch.where(valid.to(device)[:, None], out, fill)
 
 
+def clip_boxes(
+    boxes: torch.Tensor,
+    width: float,
+    height: float,
+    *,
+    min_box_size: float,
+    min_area_ratio: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip transformed boxes to the image and say which to keep (``box_candidates`` rule).
+
+    Args:
+        boxes: ``(M, 4)`` xyxy pixels (``x1 <= x2``, ``y1 <= y2``), possibly outside the image.
+        width: Image width ``W``; boxes are clipped to ``[0, W]``.
+        height: Image height ``H``; boxes are clipped to ``[0, H]``.
+        min_box_size: A clipped box thinner than this (px) on either side is dropped.
+        min_area_ratio: A box keeping no more than this fraction of its area is dropped.
+
+    Returns:
+        ``(clipped boxes (M, 4), keep (M,) bool)``.
+
+    Example:
+        >>> b = torch.tensor([[-5.0, 0.0, 15.0, 10.0], [-9.0, 0.0, 1.0, 10.0]])
+        >>> clip_boxes(b, 32, 32, min_box_size=2.0, min_area_ratio=0.1)
+        (tensor([[ 0.,  0., 15., 10.],
+                [ 0.,  0.,  1., 10.]]), tensor([ True, False]))
+    """
+    full_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    x1, x2 = boxes[:, 0].clamp(0, width), boxes[:, 2].clamp(0, width)
+    y1, y2 = boxes[:, 1].clamp(0, height), boxes[:, 3].clamp(0, height)
+    bw, bh = x2 - x1, y2 - y1
+    keep = (
+        (bw > min_box_size)
+        & (bh > min_box_size)
+        & (bw * bh > min_area_ratio * full_area.clamp(min=1e-9))
+    )
+    return torch.stack((x1, y1, x2, y2), 1), keep
+
+
 def random_affine(
     images: torch.Tensor,
     targets: torch.Tensor,
@@ -156,17 +204,10 @@ def random_affine(
     x2 = w / 2 + fs * (targets[:, 4] - w / 2) + tx
     y1 = h / 2 + ss * (targets[:, 3] - h / 2) + ty
     y2 = h / 2 + ss * (targets[:, 5] - h / 2) + ty
-    x1, x2 = torch.minimum(x1, x2), torch.maximum(x1, x2)
-    full_area = (x2 - x1) * (y2 - y1)
-    x1, x2 = x1.clamp(0, w), x2.clamp(0, w)
-    y1, y2 = y1.clamp(0, h), y2.clamp(0, h)
-    bw, bh = x2 - x1, y2 - y1
-    keep = (
-        (bw > cfg.min_box_size)
-        & (bh > cfg.min_box_size)
-        & (bw * bh > cfg.min_area_ratio * full_area.clamp(min=1e-9))
+    boxes = torch.stack((torch.minimum(x1, x2), y1, torch.maximum(x1, x2), y2), 1)
+    boxes, keep = clip_boxes(
+        boxes, w, h, min_box_size=cfg.min_box_size, min_area_ratio=cfg.min_area_ratio
     )
-    boxes = torch.stack((x1, y1, x2, y2), 1)
     return out, torch.cat((targets[:, :2], boxes), 1)[keep]
 
 

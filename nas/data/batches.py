@@ -1,5 +1,9 @@
 """Mini-batches from an ``ImageCache``: float images on the cache's device plus flat targets.
 
+With augmentation, the uint8 images are gathered from the cache (each replaced by a mosaic with
+probability ``AugmentConfig.mosaic``, ``nas.data.mosaic.mosaic_batch``), then
+``augment_batch`` applies the affine (nearest neighbour, on uint8) and the colour jitter.
+
 Example:
     >>> import torch
     >>> from nas.data.cache import ImageCache
@@ -19,6 +23,7 @@ import torch
 
 from nas.data.augment import AugmentConfig, augment_batch
 from nas.data.cache import ImageCache
+from nas.data.mosaic import mosaic_batch
 
 __all__ = ["Batch", "collate", "iterate_batches"]
 
@@ -75,7 +80,8 @@ def iterate_batches(
         shuffle: Visit rows in a random order drawn from ``generator``.
         generator: CPU ``torch.Generator`` for the order and the augmentation (required when
             ``shuffle`` or ``augment`` is used; results are deterministic given its seed).
-        augment: Augmentation applied on the device to each batch (None: none).
+        augment: Augmentation applied on the device to each batch (None: none): mosaic when
+            the batch is gathered (``augment.mosaic > 0``), then affine and colour jitter.
         drop_last: Skip a final incomplete batch.
     """
     if batch_size < 1:
@@ -90,7 +96,18 @@ def iterate_batches(
         indices = order[start : start + batch_size]
         if use_augment:
             assert augment is not None and generator is not None
-            images, targets = _gather(cache, indices)  # augmented as uint8, then to float
+            if augment.mosaic > 0:
+                images, targets = mosaic_batch(
+                    cache,
+                    indices,
+                    augment.mosaic,
+                    generator,
+                    min_box_size=augment.min_box_size,
+                    min_area_ratio=augment.min_area_ratio,
+                )
+            else:
+                images, targets = _gather(cache, indices)
+            # augmented as uint8 (mosaic, affine), then converted to float
             images, targets = augment_batch(images, targets, augment, generator)
             yield Batch(images, targets, indices.to(cache.device))
         else:

@@ -47,6 +47,8 @@ class TrainConfig:
         max_det: Detections per image in evaluation.
         augment: Training augmentation (``nas.data.augment.AugmentConfig``); None: the data
             configuration's (``PreparedData.augment``).
+        close_mosaic: Train the last k epochs without mosaic (as ultralytics' option of that
+            name: the model ends on images that look like the validation ones).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         amp: Mixed precision (None: on CUDA only).
         channels_last: channels-last memory format (None: on CUDA only).
@@ -77,6 +79,7 @@ class TrainConfig:
     iou: float = 0.7
     max_det: int = 300
     augment: AugmentConfig | None = None
+    close_mosaic: int = 0
     device: str = "cpu"
     amp: bool | None = None
     channels_last: bool | None = None
@@ -110,6 +113,7 @@ class TrainConfig:
             "conf": 0 <= self.conf < 1,
             "iou": 0 < self.iou <= 1,
             "max_det": self.max_det >= 1,
+            "close_mosaic": self.close_mosaic >= 0,
             "threads": self.threads is None or self.threads >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -118,7 +122,8 @@ class TrainConfig:
             raise ValueError(
                 f"train: invalid {values} (epochs >= 1, imgsz a multiple of 32, batch_size >= 1, "
                 "lr0 > 0, 0 <= lrf <= 1, 0 <= momentum < 1, weight_decay >= 0, warmup_* >= 0, "
-                "0 <= ema_decay < 1, 0 <= conf < 1, 0 < iou <= 1, threads >= 1 or null)"
+                "0 <= ema_decay < 1, 0 <= conf < 1, 0 < iou <= 1, close_mosaic >= 0, "
+                "threads >= 1 or null)"
             )
 
     @classmethod

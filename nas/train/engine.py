@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -89,16 +90,21 @@ class ModelEMA:
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay, self.tau, self.updates = decay, tau, 0
+        self._names = [k for k, v in self.module.state_dict().items() if v.is_floating_point()]
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Blend the model's current state into the average."""
+        """Blend the model's current state into the average.
+
+        Two fused ``_foreach`` kernels over all floating-point tensors (one launch each on CUDA
+        instead of two per tensor); the arithmetic is the same as ``v.mul_(d).add_(s, 1 - d)``.
+        """
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / self.tau))
-        source = model.state_dict()
-        for name, value in self.module.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(source[name].detach(), alpha=1 - d)
+        own, source = self.module.state_dict(), model.state_dict()
+        targets = [own[k] for k in self._names]
+        torch._foreach_mul_(targets, d)
+        torch._foreach_add_(targets, [source[k].detach() for k in self._names], alpha=1 - d)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -200,7 +206,7 @@ def train_one_epoch(
     """
     model = state.model
     model.train()
-    sums = torch.zeros(3, dtype=torch.float64)
+    sums = [0.0, 0.0, 0.0]
     batches: Iterator = iterate_batches(
         cache, cfg.batch_size, shuffle=True, generator=state.generator, augment=state.augment
     )
@@ -218,9 +224,12 @@ def train_one_epoch(
         with torch.autocast(state.device.type, dtype=torch.float16, enabled=state.amp):
             feats = model(images)
         out = state.loss_fn([f.float() for f in feats], batch.targets.to(state.device))
-        value = float(out.total.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(epoch, i, value)
+        # one device-to-host copy per step (the NaN guard and the running means need it)
+        total, box, cls, dfl = torch.stack(
+            (out.total.detach(), out.box.detach(), out.cls.detach(), out.dfl.detach())
+        ).tolist()
+        if not math.isfinite(total):
+            raise NonFiniteLossError(epoch, i, total)
         state.scaler.scale(out.total).backward()
         if cfg.grad_clip > 0:
             state.scaler.unscale_(state.optimizer)
@@ -231,14 +240,13 @@ def train_one_epoch(
         if state.ema is not None:
             state.ema.update(model)
         n = len(images)
-        sums += torch.tensor([float(out.box), float(out.cls), float(out.dfl)]) * n
+        sums = [sums[0] + box * n, sums[1] + cls * n, sums[2] + dfl * n]
         count += n
         state.step += 1
-        bar.set_postfix(box=f"{out.box:.3f}", cls=f"{out.cls:.3f}", dfl=f"{out.dfl:.3f}")
+        bar.set_postfix(box=f"{box:.3f}", cls=f"{cls:.3f}", dfl=f"{dfl:.3f}", refresh=False)
     state.train_seconds += time.perf_counter() - start
     state.images_seen += count
-    mean = sums / max(count, 1)
-    return float(mean[0]), float(mean[1]), float(mean[2])
+    return sums[0] / max(count, 1), sums[1] / max(count, 1), sums[2] / max(count, 1)
 
 
 @contextlib.contextmanager
@@ -327,6 +335,8 @@ def fit(
         final = EvalResult(0.0, 0.0, {})
         for epoch in range(cfg.epochs):
             t0 = time.perf_counter()
+            if epoch >= cfg.epochs - cfg.close_mosaic and state.augment is not None:
+                state.augment = dataclasses.replace(state.augment, mosaic=0.0)
             box, cls, dfl = train_one_epoch(state, data.train, cfg, epoch, progress=progress)
             last = epoch == cfg.epochs - 1
             due = last or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)
