@@ -11,6 +11,7 @@ cache is not used), so it measures the real cost of a first run with the default
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 import warnings
@@ -64,17 +65,29 @@ def main() -> None:
         cache = _timed(
             f"cache train at {args.imgsz} px", cache_images, train, args.imgsz, progress=False
         )
-    for augment in (None, DataConfig().augment):
+    default = DataConfig().augment
+    runs = {
+        "no augmentation": None,
+        "with augmentation": default,
+        "augmentation + mosaic 1.0": dataclasses.replace(default, mosaic=1.0),
+    }
+    per_image = {}
+    for label, augment in runs.items():
         g = torch.Generator().manual_seed(0)
         start = time.perf_counter()
         for _ in iterate_batches(cache, args.batch, shuffle=True, generator=g, augment=augment):
             pass
         seconds = time.perf_counter() - start
-        label = "with augmentation" if augment else "no augmentation"
+        per_image[label] = 1000 * seconds / len(cache)
         print(
-            f"one epoch of batches, {label:<18s}        {seconds:8.2f} s "
-            f"({1000 * seconds / len(cache):.2f} ms/image)"
+            f"one epoch of batches, {label:<26s}{seconds:8.2f} s "
+            f"({per_image[label]:.2f} ms/image)"
         )
+    extra = per_image["augmentation + mosaic 1.0"] - per_image["with augmentation"]
+    print(
+        f"mosaic cost: +{extra:.2f} ms/image, "
+        f"ratio {per_image['augmentation + mosaic 1.0'] / per_image['with augmentation']:.2f}x"
+    )
     if (SHARED / "coco128").is_dir():
         _timed("load coco128 (YOLO txt)", load_yolo, SHARED / "coco128" / "coco128.yaml")
         _timed(

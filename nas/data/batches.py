@@ -45,21 +45,9 @@ class Batch:
     indices: torch.Tensor
 
 
-def _gather(cache: ImageCache, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images and ``(M, 6)`` targets of cache rows ``indices`` (on the cache's device)."""
-    device = cache.device
-    rows = indices.tolist()
-    parts = [cache.targets[i] for i in rows]
-    counts = torch.tensor([len(p) for p in parts], device=device, dtype=torch.long)
-    batch_index = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)
-    boxes = torch.cat(parts) if parts else torch.zeros(0, 5, device=device)
-    targets = torch.cat((batch_index[:, None].to(boxes.dtype), boxes), 1)
-    return cache.images[indices.to(device)], targets
-
-
 def collate(cache: ImageCache, indices: torch.Tensor) -> Batch:
     """The batch of cache rows ``indices`` (no augmentation)."""
-    images, targets = _gather(cache, indices)
+    images, targets = cache.gather(indices)
     return Batch(images.float().div_(255), targets, indices.to(cache.device))
 
 
@@ -106,7 +94,7 @@ def iterate_batches(
                     min_area_ratio=augment.min_area_ratio,
                 )
             else:
-                images, targets = _gather(cache, indices)
+                images, targets = cache.gather(indices)
             # augmented as uint8 (mosaic, affine), then converted to float
             images, targets = augment_batch(images, targets, augment, generator)
             yield Batch(images, targets, indices.to(cache.device))

@@ -111,6 +111,18 @@ class ImageCache:
         """Device of the images and targets."""
         return self.images.device
 
+    def gather(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images ``(B, 3, S, S)`` and ``(M, 6)`` targets ``(batch_index, class, x1, y1,
+        x2, y2)`` of rows ``indices``, on the cache's device (batch_index = position in
+        ``indices``)."""
+        device = self.device
+        parts = [self.targets[i] for i in indices.tolist()]
+        counts = torch.tensor([len(p) for p in parts], device=device, dtype=torch.long)
+        batch_index = torch.repeat_interleave(torch.arange(len(parts), device=device), counts)
+        boxes = torch.cat(parts) if parts else torch.zeros(0, 5, device=device)
+        targets = torch.cat((batch_index[:, None].to(boxes.dtype), boxes), 1)
+        return self.images[indices.to(device)], targets
+
     def to_original(self, index: int, boxes: torch.Tensor) -> torch.Tensor:
         """Map letterboxed xyxy boxes of row ``index`` to its original image, clipped to it."""
         out = unletterbox(boxes, float(self.ratio[index]), self.pad[index].tolist())

@@ -175,14 +175,11 @@ def mosaic_batch(
     offsets = torch.randint(size + 1, (b, 2), generator=generator)
 
     plain = (~chosen).nonzero()[:, 0]
-    parts = [cache.targets[i] for i in rows[plain].tolist()]
-    counts = torch.tensor([len(t) for t in parts], device=device, dtype=torch.long)
-    boxes = torch.cat(parts).to(device) if parts else torch.zeros(0, 5, device=device)
-    batch_index = torch.repeat_interleave(plain.to(device), counts)
-    targets = torch.cat((batch_index[:, None].to(boxes.dtype), boxes), 1)
+    plain_images, targets = cache.gather(rows[plain])
+    targets[:, 0] = plain.to(device)[targets[:, 0].long()].to(targets.dtype)  # -> batch rows
     mixed = chosen.nonzero()[:, 0]
     if not len(mixed):
-        return cache.images[rows.to(device)], targets
+        return plain_images, targets
 
     sources = torch.cat((rows[:, None], others), 1)[mixed]
     mosaic, mosaic_targets = compose_mosaic(
@@ -195,7 +192,7 @@ def mosaic_batch(
     )
     if len(plain):
         images = mosaic.new_empty((b, *mosaic.shape[1:]))
-        images[plain.to(device)] = cache.images[rows[plain].to(device)]
+        images[plain.to(device)] = plain_images
         images[mixed.to(device)] = mosaic
     else:
         images = mosaic
