@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "get_block",
     "make_divisible",
     "register_block",
+    "row_arg_count",
 ]
 
 # A row's output: one feature map (int channels) or several (a tuple, e.g. a timm backbone).
@@ -124,8 +126,23 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
+def _positional_after(cls: type, leading: int) -> int | None:
+    """Positional parameters of ``cls.__init__`` after the first ``leading`` (None: any)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return max(sum(p.kind in kinds for p in params) - leading, 0)
+
+
 class ChannelBlock:
     """Contract ``[c2, *rest] -> cls(c1, c2, *rest)``, ``c2`` width-scaled, repeats stacked."""
+
+    @classmethod
+    def row_arg_count(cls) -> int | None:
+        """How many YAML args a row may give (``c2`` and the constructor's rest)."""
+        rest = _positional_after(cls, 2)
+        return None if rest is None else 1 + rest
 
     @classmethod
     def from_row(cls, row: RowContext) -> tuple[nn.Module, Channels]:
@@ -142,6 +159,12 @@ class ChannelBlock:
 
 class RepeatBlock:
     """Contract ``[c2, *rest] -> cls(c1, c2, n, *rest)``: the block repeats its own units."""
+
+    @classmethod
+    def row_arg_count(cls) -> int | None:
+        """How many YAML args a row may give (``c2`` and the constructor's rest after ``n``)."""
+        rest = _positional_after(cls, 3)
+        return None if rest is None else 1 + rest
 
     @classmethod
     def from_row(cls, row: RowContext) -> tuple[nn.Module, Channels]:
@@ -206,6 +229,16 @@ def create_block(row: RowContext) -> tuple[nn.Module, Channels]:
     except KeyError as e:
         raise row.error(str(e.args[0])) from None
     return cls.from_row(row)  # type: ignore[attr-defined]
+
+
+def row_arg_count(name: str) -> int | None:
+    """How many YAML args a row of block ``name`` accepts (None: unknown or unlimited).
+
+    Used to fill a template row with another block of the same channel contract: ``Conv``'s
+    ``[c2, k, s]`` become ``[c2]`` for ``ADown``, whose constructor takes only ``c1, c2``.
+    """
+    counter = getattr(get_block(name), "row_arg_count", None)
+    return counter() if callable(counter) else None
 
 
 def _load_builtin_blocks() -> None:

@@ -1,8 +1,9 @@
-"""Search spaces: a YAML file -> a validated ``SearchSpace``; choices -> ``Architecture`` rows.
+"""Search spaces: the data classes (``SearchSpace``, ``Decision``, ``Option``) and ``load_space``.
 
-A search space names, for each decision point of the YOLOv8 wiring, the options a trial may
-pick. The wiring itself (which row feeds which) is explicit code (``nas.search.wiring``); the
-space file holds only data, so a user adds a block option or a whole space by writing YAML.
+A search space names, for each decision point of the YOLOv8 template (``nas.search.template``),
+the options a trial may pick. The template rows are data (``models/yolov8.yaml``), the wiring
+substitutes the choices into them (``nas.search.wiring``), and the YAML file is validated by
+``nas.search.space_yaml``; a user adds a block option or a whole space by writing YAML.
 
 File layout (every section optional; a decision left out keeps the YOLOv8n choice)::
 
@@ -21,8 +22,10 @@ File layout (every section optional; a decision left out keeps the YOLOv8n choic
     budgets: {max_params: 3.0e6, max_gflops: null, max_latency_ms: null}
     seeds: {name: {decision key: option name, ...}}   # enqueued after the baseline
 
-An option is a registered block name (``C2f``), or a mapping ``{name, module, args}`` whose args
-may use the placeholders ``$c`` (the row's unscaled output channels) and ``$shortcut``.
+Valid stages are the slots of ``nas.search.template.SLOTS``. An option is a registered block
+name (``C2f``: it takes the template row's args, as many as its constructor accepts), or a
+mapping ``{name, module, args}`` whose args may use the placeholders ``$c`` (the row's unscaled
+output channels) and ``$shortcut`` (the template row's shortcut flag).
 
 Example:
     >>> from nas.search.space import parse_space
@@ -40,11 +43,9 @@ from typing import Any, Protocol
 
 import yaml
 
+from nas.search.template import GATES
+
 __all__ = [
-    "BACKBONE_BLOCK_STAGES",
-    "BACKBONE_DOWN_STAGES",
-    "NECK_BLOCK_STAGES",
-    "NECK_DOWN_STAGES",
     "Budgets",
     "Decision",
     "Option",
@@ -54,29 +55,7 @@ __all__ = [
     "parse_space",
 ]
 
-# Decision points of the YOLOv8 wiring (see nas.search.wiring for the rows they fill).
-BACKBONE_BLOCK_STAGES = ("P2", "P3", "P4", "P5")
-BACKBONE_DOWN_STAGES = ("P1", "P2", "P3", "P4", "P5")
-NECK_BLOCK_STAGES = ("top_down_P4", "out_P3", "out_P4", "out_P5")
-NECK_DOWN_STAGES = ("P4", "P5")
-NECK_TYPES = ("PAN", "AFPN")
-YOLOV8_BACKBONE = "yolov8"
-TEMPLATE_BLOCK = "C2f"
-TEMPLATE_DOWN = "Conv"
-
-# Row args of the shipped options; any other registered block gets the role's default.
-_DOWN_ARGS: dict[str, tuple[Any, ...]] = {
-    "Conv": ("$c", 3, 2),
-    "GhostConv": ("$c", 3, 2),
-    "ADown": ("$c",),
-    "Down_wt": ("$c",),
-}
-_DEFAULT_ARGS = {"block": ("$c", "$shortcut"), "downsample": ("$c", 3, 2)}
-_SECTIONS = {
-    "": ("scale", "backbone", "neck", "width", "depth", "budgets", "seeds", "afpn"),
-    "backbone": ("type", "block", "downsample"),
-    "neck": ("type", "block", "downsample"),
-}
+BUDGET_KEYS = ("max_params", "max_gflops", "max_latency_ms")
 
 
 class SpaceError(ValueError):
@@ -91,16 +70,19 @@ class TrialLike(Protocol):
 
 @dataclass(frozen=True)
 class Option:
-    """One choice of a decision: a label (stored in Optuna), a module name and its row args."""
+    """One choice of a decision: a label (stored in Optuna), a module name and its row args.
+
+    ``args`` None: the block fills the template row's args (``nas.search.wiring.row_for``).
+    """
 
     name: Any  # str for blocks, float for width/depth multipliers
     module: str
-    args: tuple[Any, ...] = ()
+    args: tuple[Any, ...] | None = None
 
     def row_args(self, channels: int, shortcut: bool) -> tuple[Any, ...]:
-        """The args with ``$c`` and ``$shortcut`` filled in."""
+        """The explicit args with ``$c`` and ``$shortcut`` filled in."""
         subst = {"$c": channels, "$shortcut": shortcut}
-        return tuple(subst.get(a, a) if isinstance(a, str) else a for a in self.args)
+        return tuple(subst.get(a, a) if isinstance(a, str) else a for a in self.args or ())
 
 
 @dataclass(frozen=True)
@@ -109,16 +91,16 @@ class Decision:
 
     key: str
     options: tuple[Option, ...]
-    default: str
+    default: Any
 
-    def option(self, name: str) -> Option:
+    def option(self, name: Any) -> Option:
         for opt in self.options:
             if opt.name == name:
                 return opt
         raise KeyError(name)
 
     @property
-    def names(self) -> list[str]:
+    def names(self) -> list[Any]:
         return [o.name for o in self.options]
 
 
@@ -132,7 +114,7 @@ class Budgets:
 
     def merged(self, overrides: Mapping[str, float | None]) -> Budgets:
         """These budgets with the non-None ``overrides`` applied."""
-        values = {k: getattr(self, k) for k in ("max_params", "max_gflops", "max_latency_ms")}
+        values = {k: getattr(self, k) for k in BUDGET_KEYS}
         for key, value in overrides.items():
             if key not in values:
                 raise SpaceError(f"budgets: unknown key {key!r}; valid: {sorted(values)}")
@@ -163,12 +145,15 @@ class SearchSpace:
     afpn_args: tuple[Any, ...] = ()
 
     def is_active(self, key: str, choices: Mapping[str, Any]) -> bool:
-        """Whether ``key`` matters given the choices made before it (conditional spaces)."""
-        if key.startswith("backbone."):
-            return choices.get("backbone", YOLOV8_BACKBONE) == YOLOV8_BACKBONE
-        if key.startswith("neck."):
-            return choices.get("neck", "PAN") == "PAN"
-        return True
+        """Whether ``key`` matters given the choices made before it (conditional spaces).
+
+        A slot exists only while its section is the template's own (``template.GATES``).
+        """
+        section = key.split(".")[0]
+        if "." not in key or section not in GATES:
+            return True
+        gate, template_value = GATES[section]
+        return choices.get(gate, template_value) == template_value
 
     def sample(self, trial: TrialLike) -> dict[str, Any]:
         """Draw one candidate: ``{decision key: option name}`` for every active decision.
@@ -235,177 +220,7 @@ def load_space(path: str | Path) -> SearchSpace:
 
 
 def parse_space(data: Mapping[str, Any], *, source: str) -> SearchSpace:
-    """Validate a search space given as a mapping (the parsed YAML)."""
-    from nas.blocks.registry import block_names
+    """Validate a search space given as a mapping (the parsed YAML; ``nas.search.space_yaml``)."""
+    from nas.search.space_yaml import parse
 
-    if not isinstance(data, Mapping):
-        kind = type(data).__name__
-        raise SpaceError(f"{source}: the search space must be a mapping, got {kind}")
-    registered = block_names()
-    _check_keys(data, "", source)
-    backbone = _section(data, "backbone", source)
-    neck = _section(data, "neck", source)
-
-    decisions: dict[str, Decision] = {}
-
-    def add(key: str, raw: Any, default: str, role: str, allowed: tuple[str, ...] = ()) -> None:
-        options = _options(raw, key, source, role, registered, allowed)
-        if default not in [o.name for o in options] and key not in ("width", "depth"):
-            # The baseline option is not offered: the first option becomes the default.
-            default = options[0].name
-        decisions[key] = Decision(key, tuple(options), default)
-
-    add("backbone", backbone.get("type", [YOLOV8_BACKBONE]), YOLOV8_BACKBONE, "backbone")
-    blocks = _stages(backbone, "block", BACKBONE_BLOCK_STAGES, "backbone", source)
-    for stage in BACKBONE_BLOCK_STAGES:
-        add(f"backbone.block.{stage}", blocks.get(stage, [TEMPLATE_BLOCK]), TEMPLATE_BLOCK,
-            "block")
-    downs = _stages(backbone, "downsample", BACKBONE_DOWN_STAGES, "backbone", source)
-    for stage in BACKBONE_DOWN_STAGES:
-        add(f"backbone.downsample.{stage}", downs.get(stage, [TEMPLATE_DOWN]), TEMPLATE_DOWN,
-            "downsample")
-    add("neck", neck.get("type", ["PAN"]), "PAN", "neck", NECK_TYPES)
-    blocks = _stages(neck, "block", NECK_BLOCK_STAGES, "neck", source)
-    for stage in NECK_BLOCK_STAGES:
-        add(f"neck.block.{stage}", blocks.get(stage, [TEMPLATE_BLOCK]), TEMPLATE_BLOCK, "block")
-    downs = _stages(neck, "downsample", NECK_DOWN_STAGES, "neck", source)
-    for stage in NECK_DOWN_STAGES:
-        add(f"neck.downsample.{stage}", downs.get(stage, [TEMPLATE_DOWN]), TEMPLATE_DOWN,
-            "downsample")
-    for key, default in (("width", 0.25), ("depth", 0.33)):
-        values = _numbers(data.get(key, [default]), key, source)
-        opts = tuple(Option(v, "", ()) for v in values)  # type: ignore[arg-type]
-        decisions[key] = Decision(key, opts, default if default in values else values[0])
-
-    scale = data.get("scale", "n")
-    if scale not in ("n", "s", "m", "l", "x"):
-        raise SpaceError(f"{source}: scale: {scale!r}; valid: ['n', 's', 'm', 'l', 'x']")
-    space = SearchSpace(
-        source=source,
-        scale=scale,
-        decisions=decisions,
-        budgets=_budgets(data.get("budgets") or {}, source),
-        afpn_args=tuple(_list(data.get("afpn", []), "afpn", source)),
-    )
-    seeds_raw = data.get("seeds") or {}
-    if not isinstance(seeds_raw, Mapping):
-        raise SpaceError(f"{source}: seeds: must map a name to choices, got {seeds_raw!r}")
-    seeds = {}
-    for name, partial in seeds_raw.items():
-        if not isinstance(partial, Mapping):
-            raise SpaceError(f"{source}: seeds.{name}: must be a mapping of decision: option")
-        seeds[str(name)] = space.complete(partial, label=f"seeds.{name}")
-    return SearchSpace(**{**space.__dict__, "seeds": seeds})
-
-
-def _check_keys(data: Mapping[str, Any], section: str, source: str) -> None:
-    valid = _SECTIONS[section]
-    for key in data:
-        if key not in valid:
-            where = f"{section}.{key}" if section else str(key)
-            raise SpaceError(f"{source}: {where}: unknown key; valid: {list(valid)}")
-
-
-def _section(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
-    value = data.get(name) or {}
-    if not isinstance(value, Mapping):
-        raise SpaceError(f"{source}: {name}: must be a mapping, got {value!r}")
-    _check_keys(value, name, source)
-    return value
-
-
-def _stages(
-    section: Mapping[str, Any], key: str, stages: tuple[str, ...], name: str, source: str
-) -> Mapping[str, Any]:
-    value = section.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise SpaceError(
-            f"{source}: {name}.{key}: must map a stage to a list of options; "
-            f"valid stages: {list(stages)}"
-        )
-    for stage in value:
-        if stage not in stages:
-            raise SpaceError(
-                f"{source}: {name}.{key}.{stage}: unknown stage; valid stages: {list(stages)}"
-            )
-    return value
-
-
-def _list(raw: Any, key: str, source: str) -> list[Any]:
-    if not isinstance(raw, list):
-        raise SpaceError(f"{source}: {key}: must be a list, got {raw!r}")
-    return raw
-
-
-def _numbers(raw: Any, key: str, source: str) -> list[float]:
-    values = _list(raw, key, source)
-    if not values:
-        raise SpaceError(f"{source}: {key}: empty choice list; give at least one number")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 4:
-            raise SpaceError(f"{source}: {key}: {v!r} is not a multiplier in (0, 4]")
-    return [float(v) for v in values]
-
-
-def _options(
-    raw: Any, key: str, source: str, role: str, registered: list[str], allowed: tuple[str, ...]
-) -> list[Option]:
-    values = _list(raw, key, source)
-    if not values:
-        raise SpaceError(f"{source}: {key}: empty choice list; valid: {allowed or registered}")
-    options: list[Option] = []
-    for value in values:
-        options.append(_option(value, key, source, role, registered, allowed))
-    names = [o.name for o in options]
-    if len(set(names)) != len(names):
-        raise SpaceError(f"{source}: {key}: duplicate options in {names}")
-    return options
-
-
-def _option(
-    value: Any, key: str, source: str, role: str, registered: list[str], allowed: tuple[str, ...]
-) -> Option:
-    if role == "backbone":
-        if value == YOLOV8_BACKBONE:
-            return Option(YOLOV8_BACKBONE, "", ())
-        timm = value.get("timm") if isinstance(value, Mapping) else None
-        if isinstance(timm, str) and set(value) == {"timm"}:
-            return Option(f"timm:{timm}", "TimmBackbone", (timm,))
-        raise SpaceError(
-            f"{source}: {key}: {value!r} is not a backbone; valid: 'yolov8' or {{timm: <model>}}"
-        )
-    if role == "neck":
-        if value not in allowed:
-            raise SpaceError(f"{source}: {key}: unknown neck {value!r}; valid: {list(allowed)}")
-        return Option(value, value, ())
-    if isinstance(value, str):
-        name, module, args = value, value, _DOWN_ARGS.get(value, _DEFAULT_ARGS[role])
-        if role == "block":
-            args = _DEFAULT_ARGS["block"]
-    elif isinstance(value, Mapping) and "module" in value:
-        module = value["module"]
-        name = str(value.get("name", module))
-        args = tuple(value.get("args", _DEFAULT_ARGS[role]))
-        extra = set(value) - {"name", "module", "args"}
-        if extra:
-            raise SpaceError(f"{source}: {key}: unknown option keys {sorted(extra)}; "
-                             "valid: ['name', 'module', 'args']")
-    else:
-        raise SpaceError(
-            f"{source}: {key}: option {value!r} must be a block name or "
-            "{name, module, args}"
-        )
-    if module not in registered:
-        raise SpaceError(f"{source}: {key}: unknown block {module!r}; valid: {registered}")
-    return Option(name, module, tuple(args))
-
-
-def _budgets(raw: Any, source: str) -> Budgets:
-    if not isinstance(raw, Mapping):
-        raise SpaceError(f"{source}: budgets: must be a mapping, got {raw!r}")
-    try:
-        return Budgets().merged(raw)
-    except SpaceError as e:
-        raise SpaceError(f"{source}: {e}") from None
-    except (TypeError, ValueError) as e:
-        raise SpaceError(f"{source}: budgets: values must be numbers or null ({e})") from None
+    return parse(data, source=source)

@@ -1,112 +1,145 @@
-"""Choices -> ``Architecture``: the explicit YOLOv8 wiring that a search space's choices fill.
+"""Choices -> ``Architecture``: the template's rows with the chosen blocks substituted.
 
-The wiring (which row feeds which) is code; the choices are data (``nas.search.space``). The
-baseline choices give exactly ultralytics' ``yolov8<scale>.yaml`` rows; the AFPN neck becomes
-one multi-output ``AFPN`` row and three ``Index`` rows; a timm backbone becomes a
-``TimmBackbone`` row and three ``Index`` rows.
+The wiring is data: the rows of ``models/yolov8.yaml`` (``nas.search.template``). A backbone
+and a neck are each one entry of a small registry (``BACKBONES``, ``NECKS``):
+
+- backbone ``yolov8``: the template's backbone rows, each slot's row replaced by its choice;
+  ``timm:<model>``: a ``TimmBackbone`` row, three ``Index`` rows and the template's SPPF;
+- neck ``PAN``: the template's head rows, slots replaced, ``from`` indices remapped onto the
+  backbone's outputs; ``AFPN``: one multi-output ``AFPN`` row, three ``Index`` rows and Detect.
+
+The baseline choices give exactly ultralytics' ``yolov8<scale>.yaml`` rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nas.search.space import (
-    BACKBONE_BLOCK_STAGES,
-    BACKBONE_DOWN_STAGES,
-    YOLOV8_BACKBONE,
-    Option,
-    SearchSpace,
-)
+from nas.search.template import SLOTS, Slot, template_arch
 
 if TYPE_CHECKING:
-    from nas.model.arch import Architecture
+    from nas.model.arch import Architecture, Row
+    from nas.search.space import Option, SearchSpace
 
-__all__ = ["to_arch"]
+__all__ = ["BACKBONES", "NECKS", "row_for", "to_arch"]
 
-_BACKBONE_WIDTHS = {"P1": 64, "P2": 128, "P3": 256, "P4": 512, "P5": 1024}
-_BACKBONE_REPEATS = {"P2": 3, "P3": 6, "P4": 6, "P5": 3}
-_NECK_WIDTHS = {"top_down_P4": 512, "out_P3": 256, "out_P4": 512, "out_P5": 1024}
-_NECK_DOWN_WIDTHS = {"P4": 256, "P5": 512}
-_OUT_WIDTHS = (256, 512, 1024)  # P3, P4, P5 outputs (scale 1)
+Feats = tuple[int, int, int]  # row indices of the P3, P4, P5 outputs
 
 
 def to_arch(space: SearchSpace, choices: Mapping[str, Any], nc: int) -> Architecture:
-    """The ``Architecture`` of one candidate (YOLOv8 wiring with the chosen blocks).
-
-    The baseline choices give exactly ultralytics' ``yolov8<scale>.yaml`` rows.
+    """The ``Architecture`` of one candidate.
 
     Args:
         space: the search space.
         choices: active choices as returned by ``sample`` or ``complete``.
         nc: number of classes.
     """
-    from nas.model.arch import Architecture, Row
+    from nas.model.arch import Architecture
 
     choices = space.complete(choices)
-
-    def pick(key: str) -> Option:
-        return space.decisions[key].option(choices[key])
-
-    backbone: list[Row] = []
-    if choices["backbone"] == YOLOV8_BACKBONE:
-        for stage in BACKBONE_DOWN_STAGES:
-            down = pick(f"backbone.downsample.{stage}")
-            backbone.append(Row(-1, 1, down.module, down.row_args(_BACKBONE_WIDTHS[stage], True)))
-            if stage in BACKBONE_BLOCK_STAGES:
-                block = pick(f"backbone.block.{stage}")
-                backbone.append(Row(-1, _BACKBONE_REPEATS[stage], block.module,
-                                    block.row_args(_BACKBONE_WIDTHS[stage], True)))
-        backbone.append(Row(-1, 1, "SPPF", (1024, 5)))
-        feats = (4, 6, 9)
-    else:
-        timm = pick("backbone")
-        backbone.append(Row(-1, 1, timm.module, timm.args))
-        backbone += [Row(0, 1, "Index", (i,)) for i in range(3)]
-        backbone.append(Row(-1, 1, "SPPF", (1024, 5)))
-        feats = (1, 2, 4)
-    head = _neck_rows(space, choices, pick, feats, len(backbone), nc)
-    scale = space.scale
-    max_channels = {"n": 1024, "s": 1024, "m": 768, "l": 512, "x": 512}[scale]
+    picks = {key: space.decisions[key].option(value) for key, value in choices.items()}
+    backbone_opt = picks["backbone"]
+    backbone, feats = BACKBONES[backbone_opt.module or "yolov8"](backbone_opt, picks)
+    head = NECKS[choices["neck"]](space, picks, feats, len(backbone), nc)
+    tpl = template_arch()
+    max_channels = tpl.scales[space.scale][2]
     return Architecture(
         nc=nc,
         backbone=tuple(backbone),
         head=tuple(head),
-        scales={scale: (float(choices["depth"]), float(choices["width"]), max_channels)},
-        scale=scale,
+        scales={space.scale: (float(choices["depth"]), float(choices["width"]), max_channels)},
+        scale=space.scale,
     )
 
 
-def _neck_rows(
-    space: SearchSpace,
-    choices: Mapping[str, Any],
-    pick: Any,
-    feats: tuple[int, int, int],
-    base: int,
-    nc: int,
-) -> list[Any]:
+def row_for(slot: Slot, option: Option) -> Row:
+    """The template row of ``slot`` with ``option``'s block (same inputs and repeats)."""
+    from nas.blocks.registry import row_arg_count
     from nas.model.arch import Row
 
-    p3, p4, p5 = feats
-    if choices["neck"] == "AFPN":
-        rows = [Row(feats, 1, "AFPN", (list(_OUT_WIDTHS), *space.afpn_args))]
-        rows += [Row(base, 1, "Index", (i,)) for i in range(3)]
-        rows.append(Row((base + 1, base + 2, base + 3), 1, "Detect", (nc,)))
-        return rows
+    tpl = slot.template_row
+    if option.args is not None:
+        shortcut = len(slot.template_args) > 1 and slot.template_args[1] is True
+        args = option.row_args(slot.width, shortcut)
+    else:
+        n = row_arg_count(option.module)
+        args = slot.template_args if n is None else slot.template_args[:n]
+    return Row(tpl.frm, tpl.repeats, option.module, tuple(args))
 
-    def block(stage: str) -> Any:
-        opt = pick(f"neck.block.{stage}")
-        return Row(-1, 3, opt.module, opt.row_args(_NECK_WIDTHS[stage], False))
 
-    def down(stage: str) -> Any:
-        opt = pick(f"neck.downsample.{stage}")
-        return Row(-1, 1, opt.module, opt.row_args(_NECK_DOWN_WIDTHS[stage], False))
+def _template_feats() -> Feats:
+    """The template backbone rows its head reads (P3, P4 and the last row, P5 after SPPF)."""
+    from nas.model.arch import absolute_inputs
 
-    up = Row(-1, 1, "nn.Upsample", (None, 2, "nearest"))
+    tpl = template_arch()
+    n = len(tpl.backbone)
+    used = {a for i, row in enumerate(tpl.head, start=n) for a in absolute_inputs(row, i)}
+    feats = tuple(sorted(a for a in used if a < n - 1)) + (n - 1,)
+    if len(feats) != 3:
+        raise ValueError(f"the template's head reads backbone rows {feats}, expected 3")
+    return feats  # type: ignore[return-value]
+
+
+def _substituted(rows: Any, start: int, picks: Mapping[str, Option]) -> list[Row]:
+    """Template rows ``start..`` with every active slot among them replaced by its pick."""
+    by_row = {s.row: s for s in SLOTS if s.key in picks}
     return [
-        up, Row((-1, p4), 1, "Concat", (1,)), block("top_down_P4"),       # base + 0..2
-        up, Row((-1, p3), 1, "Concat", (1,)), block("out_P3"),            # base + 3..5
-        down("P4"), Row((-1, base + 2), 1, "Concat", (1,)), block("out_P4"),  # base + 6..8
-        down("P5"), Row((-1, p5), 1, "Concat", (1,)), block("out_P5"),    # base + 9..11
-        Row((base + 5, base + 8, base + 11), 1, "Detect", (nc,)),
+        row_for(by_row[i], picks[by_row[i].key]) if i in by_row else row
+        for i, row in enumerate(rows, start=start)
     ]
+
+
+def _yolov8_backbone(option: Option, picks: Mapping[str, Option]) -> tuple[list[Row], Feats]:
+    return _substituted(template_arch().backbone, 0, picks), _template_feats()
+
+
+def _timm_backbone(option: Option, picks: Mapping[str, Option]) -> tuple[list[Row], Feats]:
+    from nas.model.arch import Row
+
+    sppf = template_arch().backbone[-1]
+    rows = [Row(-1, 1, option.module, option.args or ())]
+    rows += [Row(0, 1, "Index", (i,)) for i in range(3)]
+    rows.append(sppf)
+    return rows, (1, 2, len(rows) - 1)
+
+
+def _pan_neck(
+    space: SearchSpace, picks: Mapping[str, Option], feats: Feats, base: int, nc: int
+) -> list[Row]:
+    """The template's head rows with ``from`` remapped onto ``feats`` and this backbone."""
+    from dataclasses import replace
+
+    tpl = template_arch()
+    n = len(tpl.backbone)
+    mapping = dict(zip(_template_feats(), feats, strict=True))
+    rows = []
+    for row in _substituted(tpl.head, n, picks):
+        inputs = tuple(
+            f if f < 0 else (mapping[f] if f < n else f - n + base) for f in row.inputs
+        )
+        if row.module == "Detect":
+            row = replace(row, args=(nc,))
+        rows.append(replace(row, frm=inputs if isinstance(row.frm, tuple) else inputs[0]))
+    return rows
+
+
+def _afpn_neck(
+    space: SearchSpace, picks: Mapping[str, Option], feats: Feats, base: int, nc: int
+) -> list[Row]:
+    from nas.model.arch import Row
+
+    tpl = template_arch()
+    detect = tpl.head[-1]
+    widths = [int(tpl.rows[i].args[0]) for i in detect.inputs]  # P3, P4, P5 output widths
+    rows = [Row(feats, 1, "AFPN", (widths, *space.afpn_args))]
+    rows += [Row(base, 1, "Index", (i,)) for i in range(3)]
+    rows.append(Row((base + 1, base + 2, base + 3), 1, "Detect", (nc,)))
+    return rows
+
+
+BACKBONES: dict[str, Callable[..., tuple[list[Any], Feats]]] = {
+    "yolov8": _yolov8_backbone,
+    "TimmBackbone": _timm_backbone,
+}
+NECKS: dict[str, Callable[..., list[Any]]] = {"PAN": _pan_neck, "AFPN": _afpn_neck}
