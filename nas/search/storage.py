@@ -2,8 +2,12 @@
 
 - ``None`` -> a JournalStorage file ``<results_dir>/<study_name>/journal.log``; a path
   (``*.log``, ``*.journal``, ``*.jsonl``, or ``journal:///abs/path``) -> a JournalStorage file
-  (safe for several processes on one machine); any other URL (``sqlite:///x.db``,
-  ``postgresql://...``) -> Optuna's own storage for it; ``:memory:`` -> in memory (tests).
+  (safe for several processes on one machine), checked first and a torn last record cut away
+  (``nas.search.journal``); any other URL (``sqlite:///x.db``, ``postgresql://...``) ->
+  Optuna's ``RDBStorage`` with pre-pinged connections whose calls are retried while the
+  database is unreachable (a server restart); ``:memory:`` -> in memory (tests).
+- ``postgresql://`` URLs use psycopg 3 (``postgresql+psycopg://``), the driver this project
+  depends on, unless the URL names another driver.
 
 Example:
     >>> from nas.search.storage import journal_path
@@ -13,13 +17,30 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import optuna
-from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage
+from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-__all__ = ["journal_path", "open_study", "resolve_storage"]
+from nas.search.journal import repair_journal
+
+__all__ = [
+    "RetryingRDBStorage",
+    "database_url",
+    "is_connection_error",
+    "journal_path",
+    "open_study",
+    "resolve_storage",
+]
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
 
@@ -48,11 +69,95 @@ def resolve_storage(
     path = journal_path(storage, study_name, results_dir)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        repair_journal(path)
         return JournalStorage(JournalFileBackend(str(path))), str(path)
     assert storage is not None
     if storage == ":memory:":
         return InMemoryStorage(), storage
-    return optuna.storages.get_storage(storage), storage
+    url = database_url(storage)
+    return RetryingRDBStorage(url, engine_kwargs={"pool_pre_ping": True}), storage
+
+
+def database_url(storage: str) -> str:
+    """A database URL with its SQLAlchemy driver: ``postgresql://`` -> psycopg 3."""
+    for scheme in ("postgresql://", "postgres://"):
+        if storage.startswith(scheme):
+            return "postgresql+psycopg://" + storage.removeprefix(scheme)
+    return storage
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether an error (or one it was raised from) is a lost or refused database connection."""
+    import sqlalchemy.exc
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        if type(seen).__name__ == "OperationalError":  # a driver's own (psycopg, sqlite3)
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def retry_connection(
+    call: Callable[[], _T], what: str, *, retry_s: float = 300.0, first_wait_s: float = 0.5
+) -> _T:
+    """``call()``, retried with back-off while the database cannot be reached (``retry_s``)."""
+    deadline = time.monotonic() + retry_s
+    wait = first_wait_s
+    while True:
+        try:
+            return call()
+        except Exception as e:
+            if not is_connection_error(e) or time.monotonic() + wait > deadline:
+                raise
+            logger.warning("storage unreachable during %s (%s); retrying in %.1f s "
+                           "(for up to %.0f s in all)", what, _first_line(e), wait, retry_s)
+            time.sleep(wait)
+            wait = min(wait * 2, 10.0)
+
+
+def _first_line(error: BaseException) -> str:
+    cause = error.__cause__ or error
+    return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause) else ''}"
+
+
+class RetryingRDBStorage(RDBStorage):
+    """``RDBStorage`` whose calls wait for the database while it is unreachable.
+
+    A restarted or briefly unreachable server makes every call raise a connection error;
+    each public storage call is retried with back-off for ``retry_s`` seconds (a warning line
+    per attempt) instead of failing the trial or the worker. ``pool_pre_ping`` makes the
+    connection pool replace connections the restart closed. A write whose commit reached the
+    server just before the connection dropped may be retried once more: Optuna's writes are
+    idempotent except trial creation, and that window is the server's own crash window.
+    """
+
+    retry_s: float = 300.0
+
+    def __init__(self, url: str, *, retry_s: float = 300.0, **kwargs: Any) -> None:
+        self.retry_s = retry_s
+        retry_connection(
+            lambda: RDBStorage.__init__(self, url, **kwargs), "connect", retry_s=retry_s
+        )
+
+
+def _retrying(name: str) -> Callable[..., Any]:
+    method = getattr(RDBStorage, name)
+
+    @functools.wraps(method)
+    def call(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return retry_connection(lambda: method(self, *args, **kwargs), name, retry_s=self.retry_s)
+
+    return call
+
+
+for _name in dir(BaseStorage):
+    if not _name.startswith("_") and callable(getattr(RDBStorage, _name, None)):
+        setattr(RetryingRDBStorage, _name, _retrying(_name))
 
 
 def open_study(

@@ -6,8 +6,10 @@
 - Resume: trials left RUNNING by a dead worker are marked FAIL (``fail_reason = "interrupted:
   ..."``) and their candidates enqueued again (``retry_of``).
 - ``n_trials`` counts finished trials (COMPLETE, PRUNED, FAIL) except interrupted ones, so a
-  resumed study runs until that many trials really finished. Workers sharing a journal file
-  take a file lock (``study_lock``) to ask for a trial, so together they never exceed it.
+  resumed study runs until that many trials really finished. Workers sharing a study take
+  its lock (``study_lock``, ``nas.search.locks``: a file lock on a journal or SQLite file, a
+  PostgreSQL advisory lock) to fail dead workers' trials, count and ask, so together they
+  never exceed it and a worker killed mid-study has its trial re-run by the next ask.
 
 Example:
     >>> from nas.search.workers import worker_id
@@ -18,17 +20,18 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from nas.search.locks import lock_for, study_lock
 
 __all__ = [
     "HEARTBEAT_ATTR",
@@ -38,6 +41,7 @@ __all__ = [
     "counted_trials",
     "fail_stale_trials",
     "is_stale",
+    "lock_for",
     "study_lock",
     "worker_id",
 ]
@@ -45,21 +49,6 @@ __all__ = [
 WORKER_ATTR = "nas:worker"
 HEARTBEAT_ATTR = "nas:heartbeat"
 INTERRUPTED = "interrupted"
-
-
-@contextlib.contextmanager
-def study_lock(lock_file: Path | None) -> Iterator[None]:
-    """An exclusive inter-process lock (``flock``; released if the holder dies); no-op if None."""
-    if lock_file is None:
-        yield
-        return
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def worker_id() -> dict[str, Any]:
@@ -135,10 +124,19 @@ def fail_stale_trials(
     return failed
 
 
-def counted_trials(study: optuna.Study, stale_after_s: float) -> int:
-    """Trials that count towards ``n_trials``: finished (not interrupted) or live RUNNING."""
+def counted_trials(
+    study: optuna.Study,
+    stale_after_s: float,
+    where: Callable[[FrozenTrial], bool] | None = None,
+) -> int:
+    """Trials that count towards ``n_trials``: finished (not interrupted) or live RUNNING.
+
+    ``where``: only trials it accepts count (the search counts candidates, not promotions).
+    """
     n = 0
     for t in study.get_trials(deepcopy=False):
+        if where is not None and not where(t):
+            continue
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             n += 1
         elif t.state == TrialState.FAIL:
