@@ -31,6 +31,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search import attrs as A
 from nas.search.locks import lock_for, study_lock
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "worker_id",
 ]
 
+_CARRIED = (A.DESIGN, A.RUNG, A.PROMOTED_FROM, A.ARCH_HASH)  # onto a dead trial's retry
 WORKER_ATTR = "nas:worker"
 HEARTBEAT_ATTR = "nas:heartbeat"
 INTERRUPTED = "interrupted"
@@ -117,9 +119,9 @@ def fail_stale_trials(
         if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
             failed.append(trial.number)
             # the same candidate runs again (as Optuna's RetryFailedTrialCallback would)
-            attrs = {"retry_of": trial.number}
-            if "design" in trial.user_attrs:
-                attrs["design"] = trial.user_attrs["design"]
+            attrs = {A.RETRY_OF: trial.number}
+            # what the candidate is and which rung it runs at (a promotion stays a promotion)
+            attrs.update({k: trial.user_attrs[k] for k in _CARRIED if k in trial.user_attrs})
             study.enqueue_trial(trial.params, user_attrs=attrs)
     return failed
 

@@ -1,0 +1,199 @@
+"""Multi-fidelity Pareto search: asynchronous successive halving over several objectives.
+
+Every candidate is first evaluated at rung 0 (the cheapest recipe). A candidate finished at
+rung ``r`` is promoted to rung ``r + 1`` (``eta`` times the budget, possibly more seeds) when it
+is among the best ``floor(n_r / eta)`` of the ``n_r`` candidates finished at rung ``r``, ranked
+by non-dominated sorting of the study's objectives, ties within a front broken by crowding
+distance (NSGA-II's), then by trial number. As in ASHA, promotions are decided whenever a worker
+asks for work, from the highest rung down, so no worker waits for a rung to fill; a candidate
+is promoted at most once per rung. Designs named in ``always_promote`` (the baseline) climb every
+rung, so the final answer is read against them at the same fidelity.
+
+This module is pure (no Optuna, no training): ``nas.search.study`` feeds it the finished trials.
+
+Example:
+    >>> nondominated_ranks([[0.5, 3.0], [0.4, 2.0], [0.3, 2.5]], ["maximize", "minimize"])
+    [0, 0, 1]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Evaluated",
+    "Rung",
+    "RungSchedule",
+    "best_first",
+    "crowding_distance",
+    "next_promotion",
+    "nondominated_ranks",
+]
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One fidelity level: overrides of the training recipe and the data, and seeds.
+
+    Attributes:
+        train: ``TrainConfig`` fields to override (``epochs``, ``imgsz``, ...).
+        data: ``DataConfig`` fields to override (``train_subset``, ...).
+        seeds: trainings per candidate (seeds ``seed .. seed + seeds - 1``); the score is their
+            mean and the spread their sd.
+    """
+
+    train: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    seeds: int = 1
+
+    def __post_init__(self) -> None:
+        if int(self.seeds) < 1:
+            raise ValueError(f"rungs: seeds must be >= 1, got {self.seeds!r}")
+        object.__setattr__(self, "train", dict(self.train or {}))
+        object.__setattr__(self, "data", dict(self.data or {}))
+
+
+@dataclass(frozen=True)
+class RungSchedule:
+    """The rungs, cheapest first, and the promotion rate.
+
+    Attributes:
+        rungs: at least one rung; a single rung is a plain (single-fidelity) search.
+        eta: the best ``1 / eta`` of a rung are promoted (>= 2).
+        always_promote: design names promoted at every rung regardless of rank.
+    """
+
+    rungs: tuple[Rung, ...] = (Rung(),)
+    eta: int = 3
+    always_promote: tuple[str, ...] = ("baseline",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rungs", tuple(self.rungs))
+        object.__setattr__(self, "always_promote", tuple(self.always_promote))
+        if not self.rungs:
+            raise ValueError("rungs: give at least one rung")
+        if int(self.eta) < 2:
+            raise ValueError(f"rungs: eta must be an integer >= 2, got {self.eta!r}")
+
+    @property
+    def top(self) -> int:
+        """The index of the last rung (the final answer's fidelity)."""
+        return len(self.rungs) - 1
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """A candidate's finished evaluation at one rung.
+
+    Attributes:
+        number: the trial number.
+        key: the candidate's identity (its architecture hash).
+        rung: the rung it was evaluated at.
+        values: the objective values (in the study's order and directions).
+        design: the enqueued design's name, if any.
+    """
+
+    number: int
+    key: str
+    rung: int
+    values: tuple[float, ...]
+    design: str | None = None
+
+
+def _oriented(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[list[float]]:
+    """Every coordinate turned to 'higher is better'."""
+    signs = [1.0 if d == "maximize" else -1.0 for d in directions]
+    return [[s * float(v) for s, v in zip(signs, p, strict=True)] for p in points]
+
+
+def nondominated_ranks(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """The non-dominated front index of every point (0 = the Pareto front), NSGA-II's sort."""
+    pts = _oriented(points, directions)
+    n = len(pts)
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
+
+    dominated_by = [[j for j in range(n) if dominates(pts[i], pts[j])] for i in range(n)]
+    count = [sum(dominates(pts[j], pts[i]) for j in range(n)) for i in range(n)]
+    ranks = [0] * n
+    front = [i for i in range(n) if count[i] == 0]
+    rank = 0
+    while front:
+        nxt = []
+        for i in front:
+            ranks[i] = rank
+            for j in dominated_by[i]:
+                count[j] -= 1
+                if count[j] == 0:
+                    nxt.append(j)
+        front, rank = nxt, rank + 1
+    return ranks
+
+
+def crowding_distance(points: Sequence[Sequence[float]]) -> list[float]:
+    """NSGA-II's crowding distance within one front (boundary points: infinity)."""
+    n = len(points)
+    if n <= 2:
+        return [math.inf] * n
+    dist = [0.0] * n
+    for m in range(len(points[0])):
+        order = sorted(range(n), key=lambda i: points[i][m])
+        lo, hi = points[order[0]][m], points[order[-1]][m]
+        dist[order[0]] = dist[order[-1]] = math.inf
+        if hi == lo:
+            continue
+        for a, i, b in zip(order, order[1:], order[2:], strict=False):
+            dist[i] += (points[b][m] - points[a][m]) / (hi - lo)
+    return dist
+
+
+def best_first(items: Sequence[Evaluated], directions: Sequence[str]) -> list[Evaluated]:
+    """``items`` ordered best first: front index, then crowding distance, then trial number."""
+    points = [list(e.values) for e in items]
+    ranks = nondominated_ranks(points, directions)
+    crowd = [0.0] * len(items)
+    for r in set(ranks):
+        # identical points share one crowding distance (computed over the distinct points)
+        distinct = sorted({tuple(points[i]) for i, x in enumerate(ranks) if x == r})
+        dist = dict(zip(distinct, crowding_distance([list(p) for p in distinct]), strict=True))
+        for i, x in enumerate(ranks):
+            if x == r:
+                crowd[i] = dist[tuple(points[i])]
+    order = sorted(range(len(items)), key=lambda i: (ranks[i], -crowd[i], items[i].number))
+    return [items[i] for i in order]
+
+
+def next_promotion(
+    evaluated: Sequence[Evaluated],
+    claimed: set[tuple[str, int]],
+    schedule: RungSchedule,
+    directions: Sequence[str],
+) -> tuple[Evaluated, int] | None:
+    """The next candidate to promote and its new rung, or None (sample a new candidate).
+
+    Args:
+        evaluated: every finished, feasible evaluation of the study.
+        claimed: ``(key, rung)`` pairs already evaluated, running or queued at that rung.
+        schedule: the rungs and ``eta``.
+        directions: the study's objective directions.
+    """
+    for rung in range(schedule.top - 1, -1, -1):
+        here = [e for e in evaluated if e.rung == rung]
+        seen: set[str] = set()
+        unique = []
+        for e in sorted(here, key=lambda e: e.number):  # one evaluation per candidate
+            if e.key not in seen:
+                seen.add(e.key)
+                unique.append(e)
+        quota = len(unique) // schedule.eta
+        ranked = best_first(unique, directions)
+        chosen = ranked[:quota] + [e for e in ranked if e.design in schedule.always_promote]
+        for e in chosen:
+            if (e.key, rung + 1) not in claimed:
+                return e, rung + 1
+    return None
+

@@ -1,0 +1,306 @@
+"""Multi-fidelity search: non-dominated sorting, promotions, rungs with a fake trainer, resume."""
+
+from __future__ import annotations
+
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from nas.search import attrs as A
+from nas.search.objective import LatencySettings, Objectives, TrialContext, TrialSettings
+from nas.search.optuna_api import set_system_attr
+from nas.search.promotion import enqueue_promotion, evaluated, pending_promotions
+from nas.search.results import front_table, summary_text, trials_table
+from nas.search.rungs import (
+    Evaluated,
+    Rung,
+    RungSchedule,
+    best_first,
+    crowding_distance,
+    next_promotion,
+    nondominated_ranks,
+)
+from nas.search.space import parse_space
+from nas.search.study import _evaluate, enqueue_designs
+from nas.search.workers import WORKER_ATTR, fail_stale_trials
+from nas.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DIRS = ["maximize", "minimize"]
+CHEAP = TrialSettings(gflops_imgsz=64, latency=LatencySettings(imgsz=64, repeats=1, warmup=0),
+                      keep_weights=False)
+# 2 x 2 x 2 = 8 candidates
+SPACE = {"backbone": {"block": {"P3": ["C2f", "CSPPC"], "P4": ["C2f", "C2fGhost"]},
+                      "downsample": {"P5": ["Conv", "ADown"]}},
+         "width": [0.0625]}
+
+
+# ---------------------------------------------------------------- non-dominated sorting
+
+
+def test_rank_zero_is_optunas_pareto_front() -> None:
+    rng = random.Random(0)
+    for n_obj in (2, 3):
+        directions = ["maximize"] + ["minimize"] * (n_obj - 1)
+        study = optuna.create_study(directions=directions)
+        # a coarse grid makes ties and duplicates frequent
+        points = [[rng.randint(0, 5) for _ in range(n_obj)] for _ in range(60)]
+        for p in points:
+            study.add_trial(optuna.trial.create_trial(values=p, state=TrialState.COMPLETE))
+        ranks = nondominated_ranks(points, directions)
+        assert {i for i, r in enumerate(ranks) if r == 0} == {t.number for t in study.best_trials}
+        # every point of front k+1 is dominated by some point of front k
+        for i, r in enumerate(ranks):
+            if r > 0:
+                assert any(ranks[j] == r - 1 and _dominates(points[j], points[i], directions)
+                           for j in range(len(points)))
+
+
+def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
+    s = [1 if d == "maximize" else -1 for d in directions]
+    a2, b2 = [x * k for x, k in zip(a, s, strict=True)], [x * k for x, k in zip(b, s, strict=True)]
+    return all(x >= y for x, y in zip(a2, b2, strict=True)) and a2 != b2
+
+
+def test_crowding_distance_known_values() -> None:
+    d = crowding_distance([[0.0, 4.0], [1.0, 3.0], [3.0, 1.0], [4.0, 0.0]])
+    assert math.isinf(d[0]) and math.isinf(d[3])
+    assert d[1] == pytest.approx(3 / 4 + 3 / 4) and d[2] == pytest.approx(3 / 4 + 3 / 4)
+    assert all(math.isinf(x) for x in crowding_distance([[1.0, 2.0], [2.0, 1.0]]))
+
+
+def test_best_first_breaks_ties_by_crowding_then_number() -> None:
+    items = [Evaluated(n, f"k{n}", 0, v) for n, v in
+             enumerate([(0.5, 2.0), (0.5, 2.0), (0.3, 1.0), (0.1, 3.0), (0.4, 1.5)])]
+    order = [e.number for e in best_first(items, DIRS)]
+    # front 0: 0, 1 (identical), 2, 4; the boundary points (inf crowding) come first; equal
+    # points keep trial order; 3 is dominated
+    assert order[-1] == 3
+    assert order.index(0) < order.index(1)
+    assert set(order[:4]) == {0, 1, 2, 4}
+
+
+# ---------------------------------------------------------------- promotion decisions
+
+
+def _results(values: list[tuple[float, float]], rung: int = 0) -> list[Evaluated]:
+    return [Evaluated(n, f"k{n}", rung, v) for n, v in enumerate(values)]
+
+
+def test_promotes_top_fraction_best_first_and_once() -> None:
+    schedule = RungSchedule((Rung(), Rung(seeds=2)), eta=3, always_promote=())
+    # only the mAP differs (same params): the two best of six are promoted, best first
+    done = _results([(0.1, 1.0), (0.6, 1.0), (0.3, 1.0), (0.5, 1.0), (0.2, 1.0), (0.4, 1.0)])
+    claimed = {(e.key, 0) for e in done}
+    first = next_promotion(done, claimed, schedule, DIRS)
+    assert first is not None and (first[0].number, first[1]) == (1, 1)
+    claimed.add((first[0].key, 1))
+    second = next_promotion(done, claimed, schedule, DIRS)
+    assert second is not None and second[0].number == 3
+    claimed.add((second[0].key, 1))
+    assert next_promotion(done, claimed, schedule, DIRS) is None  # quota 6 // 3 = 2 reached
+    # asynchronous: with two results there is no quota yet, nothing waits for the rung
+    assert next_promotion(done[:2], {("k0", 0), ("k1", 0)}, schedule, DIRS) is None
+
+
+def test_always_promote_and_top_rung_is_final() -> None:
+    schedule = RungSchedule((Rung(), Rung(), Rung()), eta=2)
+    done = [Evaluated(0, "base", 0, (0.1, 3.0), "baseline"), Evaluated(1, "a", 0, (0.5, 1.0))]
+    claimed = {("base", 0), ("a", 0)}
+    got = next_promotion(done, claimed, schedule, DIRS)
+    assert got is not None and got[0].number == 1  # quota 1: the better one first
+    claimed.add(("a", 1))
+    got = next_promotion(done, claimed, schedule, DIRS)
+    assert got is not None and got[0].design == "baseline" and got[1] == 1
+    # from rung 1 up the highest rung is decided first; nothing is promoted beyond the top
+    done += [Evaluated(2, "a", 1, (0.6, 1.0)), Evaluated(3, "base", 1, (0.2, 3.0), "baseline")]
+    claimed |= {("base", 1)}
+    got = next_promotion(done, claimed, schedule, DIRS)
+    assert got is not None and got[1] == 2 and got[0].number == 2
+    claimed |= {("a", 2), ("base", 2)}
+    assert next_promotion(done, claimed, schedule, DIRS) is None
+
+
+def test_duplicate_evaluations_count_once() -> None:
+    schedule = RungSchedule((Rung(), Rung()), eta=2, always_promote=())
+    done = [Evaluated(0, "a", 0, (0.5, 1.0)), Evaluated(1, "a", 0, (0.5, 1.0)),
+            Evaluated(2, "b", 0, (0.1, 1.0))]
+    got = next_promotion(done, {("a", 0), ("b", 0)}, schedule, DIRS)
+    assert got is not None and got[0].key == "a"
+    assert next_promotion(done, {("a", 0), ("b", 0), ("a", 1)}, schedule, DIRS) is None
+
+
+# ---------------------------------------------------------------- the rungs in a study
+
+
+class ScoreByDesign:
+    """A fake evaluator's trainer: mAP grows with the rung's epochs and depends on the design."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+
+    def __call__(self, model, data, cfg, *, on_epoch=None, progress=True):
+        names = {type(m).__name__ for m in model.modules()}
+        quality = 0.2 + 0.3 * ("CSPPC" in names) + 0.2 * ("ADown" in names)
+        quality -= 0.1 * ("C2fGhost" in names)
+        self.calls.append((str(sorted(names & {"CSPPC", "ADown", "C2fGhost"})), cfg.epochs,
+                           cfg.seed))
+        m = quality * cfg.epochs / (cfg.epochs + 1) + 0.001 * cfg.seed
+        return SimpleNamespace(map50=m, map50_95=m / 2, train_seconds=0.1, epochs=cfg.epochs)
+
+
+def _ctx(tmp_path: Path, fit: ScoreByDesign, schedule: RungSchedule) -> TrialContext:
+    space = parse_space({**SPACE, "seeds": {"good": {"backbone.block.P3": "CSPPC"}}},
+                        source="test.yaml")
+    return TrialContext(space=space, objectives=Objectives(), data=None,
+                        train=TrainConfig(epochs=1, seed=0), settings=CHEAP,
+                        artifact_dir=tmp_path / "artifacts", nc=2, fit=fit, schedule=schedule)
+
+
+def _work(study: optuna.Study, ctx: TrialContext, n_trials: int, limit: int = 100) -> None:
+    """The search loop's decisions (as ``run_search``) with a fake trainer."""
+    for _ in range(limit):
+        promoted = enqueue_promotion(study, ctx.schedule, ctx.objectives.directions)
+        done = sum(1 for t in study.get_trials(deepcopy=False)
+                   if t.state.is_finished() and t.user_attrs.get(A.RUNG, 0) == 0)
+        if promoted is None and not pending_promotions(study) and done >= n_trials:
+            return
+        trial = study.ask()
+        outcome = _evaluate(trial, ctx)
+        study.tell(trial, outcome.values, state=outcome.state)
+    raise AssertionError("the search did not end")
+
+
+SCHEDULE = RungSchedule((Rung(train={"epochs": 1}), Rung(train={"epochs": 3}, seeds=2)), eta=3)
+
+
+def test_rungs_promote_the_best_and_train_top_rung_seeds(tmp_path: Path) -> None:
+    fit = ScoreByDesign()
+    ctx = _ctx(tmp_path, fit, SCHEDULE)
+    study = optuna.create_study(directions=Objectives().directions,
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    enqueue_designs(study, ctx.space)
+    _work(study, ctx, n_trials=6)
+    trials = study.get_trials(deepcopy=False)
+    rung0 = [t for t in trials if t.user_attrs[A.RUNG] == 0]
+    rung1 = [t for t in trials if t.user_attrs[A.RUNG] == 1]
+    assert len(rung0) == 6
+    # 6 // 3 = 2 promoted by rank, plus the baseline
+    assert {t.user_attrs.get(A.DESIGN) for t in rung1} >= {"baseline"}
+    assert 2 <= len(rung1) <= 3
+    for t in rung1:
+        source = study.trials[t.user_attrs[A.PROMOTED_FROM]]
+        assert source.params == t.params and source.user_attrs[A.RUNG] == 0
+        assert t.user_attrs[A.N_SEEDS] == 2 and len(t.user_attrs[A.MAP50_95_SEEDS]) == 2
+        assert t.user_attrs[A.MAP50_95] == pytest.approx(
+            sum(t.user_attrs[A.MAP50_95_SEEDS]) / 2)
+        assert t.user_attrs[A.MAP50_95_SD] > 0  # the fake's seeds differ by 0.0005
+    # rung 1 trained at 3 epochs with seeds 0 and 1; rung 0 at 1 epoch, seed 0
+    assert {(e, s) for _, e, s in fit.calls} == {(1, 0), (3, 0), (3, 1)}
+    # each promotion was non-dominated among the rung-0 results finished before it (ASHA
+    # decides with what it has; a later, better candidate does not undo it)
+    for t in rung1:
+        if t.user_attrs.get(A.DESIGN) == "baseline":
+            continue
+        before = [r for r in rung0 if r.number < t.number]
+        ranks = nondominated_ranks([r.values for r in before], DIRS)
+        source = [r.number for r in before].index(t.user_attrs[A.PROMOTED_FROM])
+        assert ranks[source] == 0
+    # results: the front and the summary come from the top rung's means
+    table = trials_table(study)
+    front = front_table(table, Objectives(), top_rung=1)
+    assert not front.empty and set(front[A.RUNG]) == {1}
+    text = summary_text(table, front, Objectives(), top_rung=1)
+    assert "seed noise (pooled sd)" in text and "baseline" in text
+
+
+def test_ties_at_a_rung_are_promoted_in_trial_order(tmp_path: Path) -> None:
+    class Flat(ScoreByDesign):
+        def __call__(self, model, data, cfg, *, on_epoch=None, progress=True):
+            return SimpleNamespace(map50=0.2, map50_95=0.1, train_seconds=0.1, epochs=1)
+
+    schedule = RungSchedule((Rung(), Rung()), eta=2, always_promote=())
+    ctx = _ctx(tmp_path, Flat(), schedule)
+    study = optuna.create_study(directions=["maximize"])
+    ctx.objectives = Objectives(minimize=())
+    for p3 in ("C2f", "CSPPC"):
+        study.enqueue_trial({"backbone.block.P3": p3, "backbone.block.P4": "C2f",
+                             "backbone.downsample.P5": "Conv"})
+    _work(study, ctx, n_trials=2)
+    rung1 = [t for t in study.trials if t.user_attrs.get(A.RUNG) == 1]
+    assert [t.user_attrs[A.PROMOTED_FROM] for t in rung1] == [0]
+
+
+def test_worker_dying_mid_rung_keeps_the_promotion(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, ScoreByDesign(), SCHEDULE)
+    study = optuna.create_study(directions=Objectives().directions,
+                                sampler=optuna.samplers.RandomSampler(seed=2))
+    enqueue_designs(study, ctx.space)
+    promoted = None
+    for _ in range(20):  # rung-0 work until a worker takes a promotion
+        promoted = enqueue_promotion(study, SCHEDULE, DIRS) or promoted
+        orphan = study.ask()
+        if orphan.user_attrs.get(A.RUNG, 0) == 1:
+            break
+        outcome = _evaluate(orphan, ctx)
+        study.tell(orphan, outcome.values, state=outcome.state)
+    assert promoted is not None and orphan.user_attrs[A.RUNG] == 1
+    # the worker holding the promotion dies
+    set_system_attr(study, orphan, WORKER_ATTR, {"host": "gone", "pid": 1, "start": None})
+    assert fail_stale_trials(study, stale_after_s=0.0) == [orphan.number]
+    retry = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+             if t.user_attrs.get(A.RETRY_OF) == orphan.number]
+    assert len(retry) == 1 and retry[0].user_attrs[A.RUNG] == 1
+    assert retry[0].user_attrs[A.PROMOTED_FROM] == orphan.user_attrs[A.PROMOTED_FROM]
+    # resuming: the retry runs at rung 1, and nothing is promoted twice
+    n0 = sum(t.user_attrs.get(A.RUNG, 0) == 0 for t in study.trials)
+    _work(study, ctx, n_trials=n0)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    rung1 = [t.user_attrs[A.ARCH_HASH] for t in done if t.user_attrs[A.RUNG] == 1]
+    assert len(rung1) == len(set(rung1))
+    assert any(t.user_attrs.get(A.RETRY_OF) == orphan.number for t in done)
+
+
+def test_resume_continues_promotions_without_repeats(tmp_path: Path) -> None:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    study = optuna.create_study(study_name="s", storage=storage,
+                                directions=Objectives().directions,
+                                sampler=optuna.samplers.RandomSampler(seed=3))
+    ctx = _ctx(tmp_path, ScoreByDesign(), SCHEDULE)
+    enqueue_designs(study, ctx.space)
+    _work(study, ctx, n_trials=3)
+    before = len(study.trials)
+    again = optuna.load_study(study_name="s", storage=storage)  # a new process
+    assert enqueue_designs(again, ctx.space) == []
+    _work(again, ctx, n_trials=6)
+    trials = again.get_trials(deepcopy=False)
+    assert len(trials) > before
+    seen = [(t.user_attrs[A.ARCH_HASH], t.user_attrs[A.RUNG]) for t in trials
+            if t.state == TrialState.COMPLETE and t.user_attrs.get(A.DUPLICATE_OF) is None]
+    assert len(seen) == len(set(seen))
+    assert len(evaluated(trials)) == sum(t.state == TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.slow
+def test_search_with_two_rungs_end_to_end(tmp_path: Path) -> None:
+    rungs = "rungs.rungs=[{train:{},data:{},seeds:1},{train:{epochs:2},data:{},seeds:2}]"
+    cmd = [sys.executable, "-m", "nas.search", "experiment=quick", "rungs=asha", rungs,
+           f"results_dir={tmp_path}", "n_trials=3"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "quick" / "trials.csv")
+    assert {"rung", "map50_95_mean", "map50_95_sd", "n_seeds"} <= set(trials.columns)
+    assert (trials["rung"] == 0).sum() == 3 and (trials["rung"] == 1).sum() >= 1
+    assert set(trials.loc[trials["rung"] == 1, "n_seeds"]) == {2}
+    pareto = pd.read_csv(tmp_path / "quick" / "pareto.csv")
+    assert set(pareto["rung"]) == {1}
+    assert "promoted trial" in proc.stdout and "seed noise" in proc.stdout
