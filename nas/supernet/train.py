@@ -1,0 +1,254 @@
+"""Supernet training: one sampled path per step, checkpointed and resumable.
+
+The loop is the engine's step (``nas.train``: ``DetectionLoss``, ``build_optimizer``,
+``schedule_at``, ``ModelEMA``, gradient clipping, the NaN guard) with a path drawn before each
+step. Everything a step depends on is a function of the step number (the path, the epoch's
+data order and augmentation), so a run resumed from a checkpoint continues exactly where the
+interrupted one stood and ends in the same state as an uninterrupted run.
+
+Example:
+    >>> run = train_supernet(net, data, cfg, sampler, checkpoint=Path("ckpt.pt"),
+    ...                      checkpoint_every=100, fingerprint={})  # doctest: +SKIP
+    >>> run.steps, run.seconds  # doctest: +SKIP
+    (1000, 312.5)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from nas.data.batches import iterate_batches
+from nas.supernet.plan import SupernetError
+from nas.supernet.supernet import SuperNet, unique_state
+from nas.train import DetectionLoss, ModelEMA, NonFiniteLossError, build_optimizer, schedule_at
+
+if TYPE_CHECKING:
+    from nas.data import PreparedData
+    from nas.supernet.sampling import PathSampler
+    from nas.train import TrainConfig
+
+__all__ = ["HISTORY_COLUMNS", "SupernetRun", "train_supernet"]
+
+logger = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ("step", "epoch", "branch", "loss_box", "loss_cls", "loss_dfl")
+
+
+@dataclass
+class SupernetRun:
+    """What the supernet training did (cumulated over resumes).
+
+    Attributes:
+        steps: Optimizer steps done.
+        epochs: Epochs of the recipe.
+        seconds: Wall time of the training steps, all runs together.
+        resumed_from: The step this process started at (0: a fresh training).
+        history: One row per step: ``HISTORY_COLUMNS``.
+    """
+
+    steps: int
+    epochs: int
+    seconds: float
+    resumed_from: int
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def epoch_losses(self) -> list[float]:
+        """Mean total loss (box + cls + dfl) per epoch."""
+        sums: dict[int, list[float]] = {}
+        for row in self.history:
+            sums.setdefault(int(row[1]), []).append(float(row[3] + row[4] + row[5]))
+        return [sum(v) / len(v) for _, v in sorted(sums.items())]
+
+
+class _SharedEMA(ModelEMA):
+    """``ModelEMA`` updating each shared tensor once (branches share their common rows)."""
+
+    def __init__(self, model: nn.Module, decay: float, tau: float) -> None:
+        super().__init__(model, decay, tau)
+        self._names = unique_state(self.module)
+
+
+@contextlib.contextmanager
+def _threads(cfg: TrainConfig) -> Iterator[None]:
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _set_schedule(optimizer: torch.optim.Optimizer, lrs: tuple[float, float, float]) -> None:
+    weights_lr, bias_lr, momentum = lrs
+    for i, group in enumerate(optimizer.param_groups):
+        group["lr"] = bias_lr if i == 2 else weights_lr
+        if "momentum" in group:
+            group["momentum"] = momentum
+        elif "betas" in group:
+            group["betas"] = (momentum, group["betas"][1])
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def train_supernet(
+    supernet: SuperNet,
+    data: PreparedData,
+    cfg: TrainConfig,
+    sampler: PathSampler,
+    *,
+    checkpoint: Path,
+    checkpoint_every: int,
+    fingerprint: Mapping[str, Any],
+    on_step: Callable[[int], None] | None = None,
+    progress: bool = False,
+) -> SupernetRun:
+    """Train (or resume, or just load) the supernet; it ends holding the EMA weights.
+
+    Args:
+        supernet: The supernet (freshly built; its weights are replaced when resuming).
+        data: The training cache is ``data.train``.
+        cfg: The recipe (``cfg.epochs`` supernet epochs).
+        sampler: The path of each step.
+        checkpoint: File of the checkpoint (written atomically; read when it exists).
+        checkpoint_every: Steps between checkpoints (one is always written at the end).
+        fingerprint: What the supernet was trained for; a checkpoint with another is refused.
+        on_step: Called with the number of steps done after each step (and its checkpoint).
+        progress: Show a tqdm bar.
+
+    Raises:
+        SupernetError: the checkpoint belongs to another supernet (other space or settings).
+        NonFiniteLossError: the loss became NaN or infinite.
+    """
+    if len(data.train) == 0:
+        raise ValueError("train_supernet: the training cache is empty")
+    device = torch.device(cfg.device)
+    amp = device.type == "cuda" if cfg.amp is None else cfg.amp
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    with _threads(cfg):
+        supernet.to(device)
+        optimizer = build_optimizer(supernet, cfg)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp)
+        ema = _SharedEMA(supernet, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None
+        run = SupernetRun(steps=0, epochs=cfg.epochs, seconds=0.0, resumed_from=0)
+        if checkpoint.is_file():
+            _load(checkpoint, fingerprint, supernet, optimizer, scaler, ema, run)
+            run.resumed_from = run.steps
+            logger.info("supernet: resuming %s at step %d of %d", checkpoint, run.steps, total)
+        loss_fn = DetectionLoss(supernet.nc, supernet.stride, reg_max=supernet.head.reg_max)
+        augment = cfg.augment if cfg.augment is not None else data.augment
+        bar = tqdm(total=total, initial=run.steps, desc="supernet", disable=not progress)
+        supernet.train()
+        while run.steps < total:
+            epoch, skip = divmod(run.steps, steps_per_epoch)
+            batches = iterate_batches(data.train, cfg.batch_size, shuffle=True,
+                                      generator=_epoch_generator(cfg.seed, epoch),
+                                      augment=augment)  # fmt: skip
+            for k, batch in enumerate(batches):
+                if k < skip:  # drawn (the generator advances) but already trained on
+                    continue
+                start = time.perf_counter()
+                supernet.set_path(sampler.path(run.steps))
+                _set_schedule(optimizer, schedule_at(run.steps, total, warmup, cfg))
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    feats = supernet(batch.images.to(device))
+                out = loss_fn([f.float() for f in feats], batch.targets.to(device))
+                losses = torch.stack((out.total.detach(), out.box.detach(), out.cls.detach(),
+                                      out.dfl.detach())).tolist()  # fmt: skip
+                if not math.isfinite(losses[0]):
+                    raise NonFiniteLossError(epoch, k, losses[0])
+                scaler.scale(out.total).backward()
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update(supernet)
+                run.history.append((run.steps, epoch, supernet.active, *losses[1:]))
+                run.steps += 1
+                run.seconds += time.perf_counter() - start
+                bar.update(1)
+                if run.steps % checkpoint_every == 0 or run.steps == total:
+                    _save(checkpoint, fingerprint, supernet, optimizer, scaler, ema, run)
+                if on_step is not None:
+                    on_step(run.steps)
+        bar.close()
+        if ema is not None:
+            supernet.load_state_dict(ema.module.state_dict())
+    supernet.eval()
+    return run
+
+
+def _save(
+    path: Path,
+    fingerprint: Mapping[str, Any],
+    supernet: SuperNet,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    ema: ModelEMA | None,
+    run: SupernetRun,
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "fingerprint": dict(fingerprint),
+        "steps": run.steps,
+        "seconds": run.seconds,
+        "history": run.history,
+        "model": supernet.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "ema": None if ema is None else ema.module.state_dict(),
+        "ema_updates": 0 if ema is None else ema.updates,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill never leaves a half-written checkpoint
+
+
+def _load(
+    path: Path,
+    fingerprint: Mapping[str, Any],
+    supernet: SuperNet,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    ema: ModelEMA | None,
+    run: SupernetRun,
+) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = state.get("fingerprint", {})
+    differ = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+    if differ:
+        raise SupernetError(
+            f"{path}: a supernet trained for other settings (differs in {differ}); delete it "
+            "or use another study_name"
+        )
+    supernet.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    if ema is not None and state["ema"] is not None:
+        ema.module.load_state_dict(state["ema"])
+        ema.updates = int(state["ema_updates"])
+    run.steps, run.seconds = int(state["steps"]), float(state["seconds"])
+    run.history = [tuple(row) for row in state["history"]]

@@ -1,0 +1,233 @@
+"""Weight sharing (nas.supernet): plan, choice routing, extraction, sampling, resume, config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+
+from nas.data import DataConfig, PreparedData, prepare_data
+from nas.model.counting import count_gflops, count_params
+from nas.model.detector import build_model
+from nas.search.evaluators import EvalContext, make_evaluator
+from nas.search.space import SearchSpace, load_space, parse_space
+from nas.search.wiring import to_arch
+from nas.supernet import (
+    ChoiceModule,
+    PathSampler,
+    SuperNet,
+    SupernetError,
+    SupernetEvaluator,
+    SupernetSettings,
+    inherit_weights,
+    plan_supernet,
+    recalibrate_bn,
+    train_supernet,
+)
+from nas.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+LIGHT = {"backbone.block.P3": "CSPPC", "backbone.downsample.P5": "ADown",
+         "neck.block.out_P5": "C2fGhost"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_space() -> SearchSpace:
+    return load_space(REPO / "search_spaces" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
+    root = tmp_path_factory.mktemp("synthetic")
+    cfg = DataConfig.from_dict(
+        {"path": str(root), "synthetic": {"num_train": 8, "num_val": 4, "image_size": 64,
+                                          "min_size": 8, "max_size": 0.5, "max_objects": 3,
+                                          "num_classes": 3}}
+    )  # fmt: skip
+    return prepare_data(cfg, imgsz=64, device="cpu", progress=False)
+
+
+def recipe(**changes: Any) -> TrainConfig:
+    base = {"epochs": 2, "imgsz": 64, "batch_size": 4, "optimizer": "adamw", "lr0": 0.002,
+            "warmup_epochs": 0.5, "threads": 1, "eval_batch_size": 4, "ema_tau": 2.0}  # fmt: skip
+    base.update(changes)
+    return TrainConfig.from_dict(base)
+
+
+def supernet_of(space: SearchSpace, nc: int = 3) -> SuperNet:
+    torch.manual_seed(0)
+    return SuperNet(plan_supernet(space, nc))
+
+
+def test_plan_reads_rows_and_branches_off_the_wiring() -> None:
+    space = load_space(REPO / "search_spaces" / "default.yaml")
+    plan = plan_supernet(space, nc=4)
+    assert plan.structural == ("neck", "width")
+    assert [b.label for b in plan.branches] == [
+        "neck=PAN,width=0.1875", "neck=PAN,width=0.25", "neck=AFPN,width=0.1875",
+        "neck=AFPN,width=0.25",
+    ]  # fmt: skip
+    pan, afpn = plan.branches[0], plan.branches[2]
+    assert pan.rows["backbone.downsample.P1"] == 0 and pan.rows["backbone.block.P5"] == 8
+    assert pan.rows["neck.downsample.P5"] == 19 and "neck.block.out_P3" not in afpn.rows
+    assert pan.shared_prefix(afpn) == 10  # the backbone up to SPPF
+    assert pan.shared_prefix(plan.branches[1]) == 0  # other width: nothing shared
+
+
+def test_branches_share_the_backbone_modules() -> None:
+    space = parse_space({"backbone": {"block": {"P3": ["C2f", "CSPPC"]}},
+                         "neck": {"type": ["PAN", "AFPN"]}}, source="<test>")  # fmt: skip
+    net = supernet_of(space)
+    pan, afpn = net.branch(0), net.branch(1)
+    assert all(pan.layers[i] is afpn.layers[i] for i in range(10))
+    assert pan.layers[10] is not afpn.layers[10] and pan.head is not afpn.head
+
+
+def test_choice_module_runs_and_trains_only_the_sampled_option(tiny_space: SearchSpace) -> None:
+    net = supernet_of(tiny_space)
+    choices = tiny_space.complete(LIGHT)
+    net.set_path(choices)
+    choice_rows = [m for m in net.modules() if isinstance(m, ChoiceModule)]
+    assert len(choice_rows) == 3
+    calls: dict[int, int] = {}
+    for row in choice_rows:
+        for option in row.options:
+            option.register_forward_hook(
+                lambda m, i, o: calls.__setitem__(id(m), calls.get(id(m), 0) + 1)
+            )
+    net.train()
+    sum(f.square().mean() for f in net(torch.rand(2, 3, 64, 64))).backward()
+    for row in choice_rows:
+        for name, option in zip(row.names, row.options, strict=True):
+            chosen = name == choices[row.key]
+            assert calls.get(id(option), 0) == (1 if chosen else 0), (row.key, name)
+            grads = [p.grad is not None and bool(p.grad.abs().sum() > 0)
+                     for p in option.parameters()]  # fmt: skip
+            assert (any(grads) if chosen else not any(grads)), (row.key, name)
+
+
+def test_extracted_subnetwork_equals_the_standalone_build(tiny_space: SearchSpace) -> None:
+    net = supernet_of(tiny_space)
+    for partial in ({}, LIGHT):
+        choices = tiny_space.complete(partial)
+        torch.manual_seed(1)  # other initial weights than the supernet's
+        model = build_model(to_arch(tiny_space, choices, 3))
+        net.set_path(choices)
+        path_params = sum(
+            sum(p.numel() for p in (m.options[m.active] if isinstance(m, ChoiceModule)
+                                    else m).parameters())
+            for m in net.branch().layers
+        )  # fmt: skip
+        assert path_params == count_params(model)
+        assert count_gflops(net, imgsz=64) == pytest.approx(count_gflops(model, imgsz=64))
+        inherit_weights(net, model, choices)
+        x = torch.rand(2, 3, 64, 64)
+        with torch.no_grad():
+            assert torch.equal(net.eval()(x), model.eval()(x))
+
+
+def test_inherit_refuses_a_model_of_other_choices(tiny_space: SearchSpace) -> None:
+    net = supernet_of(tiny_space)
+    model = build_model(to_arch(tiny_space, tiny_space.complete(LIGHT), 3))
+    with pytest.raises(SupernetError, match="not the standalone build"):
+        inherit_weights(net, model, tiny_space.baseline_choices())
+
+
+def test_fair_sampling_trains_every_option_equally() -> None:
+    space = load_space(REPO / "search_spaces" / "default.yaml")
+    sampler = PathSampler(space, "fair", seed=3)
+    paths = [sampler.path(s) for s in range(8)]
+    for key in ("backbone.block.P2", "backbone.downsample.P3", "width", "neck"):
+        counts = [sum(p.get(key) == name for p in paths)
+                  for name in space.decisions[key].names]  # fmt: skip
+        assert counts == [8 // len(counts)] * len(counts), key
+    assert paths == [PathSampler(space, "fair", seed=3).path(s) for s in range(8)]
+    assert paths != [PathSampler(space, "uniform", seed=3).path(s) for s in range(8)]
+
+
+def test_recalibrated_bn_statistics_are_the_batch_average(tiny_space: SearchSpace,
+                                                          tiny_data: PreparedData) -> None:
+    model = build_model(to_arch(tiny_space, tiny_space.baseline_choices(), 3))
+    bn = model.layers[0].bn
+    seen = recalibrate_bn(model, tiny_data.train, batches=2, batch_size=4)
+    assert seen == 8 and bn.momentum == 0.03 and int(bn.num_batches_tracked) == 2
+    # two batches of four: the cumulative average of the batch means is the mean of all eight
+    with torch.no_grad():
+        conv = model.layers[0].conv(tiny_data.train.images.float() / 255)
+    torch.testing.assert_close(bn.running_mean, conv.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+
+
+def test_resume_after_a_kill_ends_in_the_uninterrupted_state(
+    tiny_space: SearchSpace, tiny_data: PreparedData, tmp_path: Path
+) -> None:
+    cfg = recipe()  # 2 epochs x 2 steps
+
+    def run(ckpt: Path, on_step: Any = None) -> tuple[SuperNet, Any]:
+        net = supernet_of(tiny_space)
+        result = train_supernet(net, tiny_data, cfg, PathSampler(tiny_space, "fair"),
+                                checkpoint=ckpt, checkpoint_every=1, fingerprint={"a": 1},
+                                on_step=on_step)  # fmt: skip
+        return net, result
+
+    reference, ref_run = run(tmp_path / "a.pt")
+
+    class Killed(Exception):
+        pass
+
+    def kill(step: int) -> None:
+        if step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(tmp_path / "b.pt", kill)
+    resumed, res_run = run(tmp_path / "b.pt")
+    assert res_run.resumed_from == 3 and res_run.steps == ref_run.steps == 4
+    assert res_run.history == ref_run.history
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    with pytest.raises(SupernetError, match="differs in \\['a'\\]"):
+        train_supernet(supernet_of(tiny_space), tiny_data, cfg, PathSampler(tiny_space, "fair"),
+                       checkpoint=tmp_path / "b.pt", checkpoint_every=1,
+                       fingerprint={"a": 2})  # fmt: skip
+
+
+def test_evaluator_prepares_once_records_and_scores(
+    tiny_space: SearchSpace, tiny_data: PreparedData, tmp_path: Path
+) -> None:
+    cfg = recipe(epochs=1)
+    study = optuna.create_study()
+    evaluator = make_evaluator({"name": "supernet", "epochs": 1, "bn_batches": 1})
+    assert isinstance(evaluator, SupernetEvaluator)
+    ctx = EvalContext(tiny_space, tiny_data, cfg, tmp_path, study, nc=3)
+    evaluator.prepare(ctx)
+    record = study.user_attrs["supernet"]
+    assert record["steps"] == 2 and record["resumed_from"] == 0 and record["train_seconds"] > 0
+    folder = tmp_path / "supernet"
+    assert {"ckpt.pt", "loss.csv", "loss.png"} <= {p.name for p in folder.iterdir()}
+    assert len((folder / "loss.csv").read_text().splitlines()) == 3
+    choices = tiny_space.complete(LIGHT)
+    model = build_model(to_arch(tiny_space, choices, 3))
+    score = evaluator.score(model, choices, data=tiny_data, train=cfg)
+    assert 0 <= score.map50_95 <= score.map50 <= 1 and score.epochs == 0
+    assert score.attrs["evaluator"] == "supernet" and score.attrs["supernet_steps"] == 2
+    again = make_evaluator({"name": "supernet", "epochs": 1, "bn_batches": 1})
+    again.prepare(ctx)  # a second process: loads the finished supernet, trains nothing
+    assert study.user_attrs["supernet"]["resumed_from"] == 2
+
+
+def test_settings_reject_unknown_keys_naming_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]; valid: \['epochs', "):
+        make_evaluator({"name": "supernet", "epoch": 3})
+    with pytest.raises(ValueError, match=r"sampling='sandwich'; valid: \['fair', 'uniform'\]"):
+        SupernetSettings(sampling="sandwich")
+    with pytest.raises(ValueError, match="bn_batches=-1"):
+        SupernetSettings.from_dict({"bn_batches": -1})
+    shipped = (REPO / "conf" / "evaluator" / "supernet.yaml").read_text()
+    import yaml
+
+    values = yaml.safe_load(shipped)
+    assert values.pop("name") == "supernet"
+    assert SupernetSettings.from_dict(values) == SupernetSettings()
