@@ -55,6 +55,11 @@ class TrainConfig:
         threads: torch CPU threads (None: all cores).
         seed: Seed of the weights' RNG, data order and augmentation.
         deterministic: ``torch.use_deterministic_algorithms`` during fit (warn-only).
+        teacher: Model YAML of a distillation teacher (None: no distillation); see
+            ``nas.train.distill``.
+        teacher_weights: The teacher's state dict (``weights.pt``).
+        distill_weight: Multiplier of the distillation loss added to the detection loss.
+        distill_temperature: Softening temperature of the distillation loss.
     """
 
     epochs: int = 10
@@ -86,6 +91,10 @@ class TrainConfig:
     threads: int | None = None
     seed: int = 0
     deterministic: bool = True
+    teacher: str | None = None
+    teacher_weights: str | None = None
+    distill_weight: float = 1.0
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, Mapping):
@@ -115,6 +124,8 @@ class TrainConfig:
             "max_det": self.max_det >= 1,
             "close_mosaic": self.close_mosaic >= 0,
             "threads": self.threads is None or self.threads >= 1,
+            "distill_weight": self.distill_weight >= 0,
+            "distill_temperature": self.distill_temperature > 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from nas.data.augment import AugmentConfig
 from nas.data.batches import iterate_batches
 from nas.train.config import TrainConfig
+from nas.train.distill import Distiller, build_distiller
 from nas.train.evaluate import EvalResult, evaluate
 from nas.train.loss import DetectionLoss, NonFiniteLossError
 
@@ -194,6 +195,7 @@ class _State:
     step: int = 0
     images_seen: int = 0
     train_seconds: float = 0.0
+    distill: Distiller | None = None
 
 
 def train_one_epoch(
@@ -230,7 +232,8 @@ def train_one_epoch(
         ).tolist()
         if not math.isfinite(total):
             raise NonFiniteLossError(epoch, i, total)
-        state.scaler.scale(out.total).backward()
+        loss = out.total if state.distill is None else out.total + state.distill(images, feats)
+        state.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
             state.scaler.unscale_(state.optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -330,6 +333,7 @@ def fit(
             channels_last=channels_last,
             total_steps=cfg.epochs * steps_per_epoch,
             warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+            distill=build_distiller(cfg, model, device),
         )
         history: list[EpochResult] = []
         final = EvalResult(0.0, 0.0, {})
