@@ -1,4 +1,8 @@
-"""Convolution primitives (Conv, DWConv) and the wiring rows Concat and Upsample."""
+"""Convolution primitives (Conv, DWConv) and the wiring rows Concat, Upsample and Index.
+
+``Index`` (``[i]``) returns output ``i`` of a multi-output row (TimmBackbone, AFPN) with
+channels ``ch_in[0][i]``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import torch.nn as nn
 
 from nas.blocks.registry import ChannelBlock, Channels, RowContext, register_block
 
-__all__ = ["Concat", "Conv", "DWConv", "Upsample", "autopad"]
+__all__ = ["Concat", "Conv", "DWConv", "Index", "Upsample", "autopad"]
 
 
 def autopad(kernel_size: int, padding: int | None = None, dilation: int = 1) -> int:
@@ -99,3 +103,39 @@ class Upsample(nn.Upsample):
     def from_row(cls, row: RowContext) -> tuple[nn.Module, Channels]:
         size, factor, mode = (list(row.args) + [None, 2, "nearest"][len(row.args):])[:3]
         return cls(size=size, scale_factor=factor, mode=mode), row.c1
+
+
+@register_block("Index")
+class Index(nn.Module):
+    """Output ``index`` of a multi-output row. YAML args ``[index]``.
+
+    Example:
+        >>> import torch
+        >>> Index(1)([torch.zeros(1), torch.ones(1)])
+        tensor([1.])
+    """
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    @classmethod
+    def from_row(cls, row: RowContext) -> tuple[nn.Module, Channels]:
+        if len(row.ch_in) != 1 or not isinstance(row.ch_in[0], tuple):
+            raise row.error(
+                f"needs one multi-output row as input (e.g. TimmBackbone, AFPN), got input "
+                f"channels {row.ch_in}"
+            )
+        outputs = row.ch_in[0]
+        i = row.arg(0, "index")
+        if not 0 <= i < len(outputs):
+            raise row.error(
+                f"index {i} out of range: the input row has {len(outputs)} outputs "
+                f"(valid 0..{len(outputs) - 1})"
+            )
+        if len(row.args) > 1:
+            raise row.error(f"takes [index], got {list(row.args)}")
+        return cls(i), outputs[i]
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return xs[self.index]

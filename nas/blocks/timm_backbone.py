@@ -1,4 +1,4 @@
-"""A timm model as a 3-output backbone row (strides 8, 16, 32), and ``Index`` to pick outputs.
+"""A timm model as a 3-output backbone row (strides 8, 16, 32); ``Index`` picks its outputs.
 
 YAML::
 
@@ -12,8 +12,7 @@ YAML::
 out_indices=...)`` with the out indices whose reductions are 8, 16 and 32 (the deepest feature
 of each, from ``feature_info``). It never downloads weights. Its channels are the tuple
 ``feature_info.channels()`` of those levels; they are the model's own widths and are not
-width-scaled. ``Index`` (``[i]``) returns output ``i`` of a multi-output row (TimmBackbone,
-AFPN) with channels ``ch_in[0][i]``.
+width-scaled. ``Index`` (``nas.blocks.conv``) picks one of its outputs.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import torch.nn as nn
 
 from nas.blocks.registry import Channels, RowContext, register_block
 
-__all__ = ["Index", "TimmBackbone", "TimmBackboneError"]
+__all__ = ["TimmBackbone", "TimmBackboneError"]
 
 STRIDES = (8, 16, 32)
 
@@ -119,39 +118,3 @@ class TimmBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.model(x))
-
-
-@register_block("Index")
-class Index(nn.Module):
-    """Output ``index`` of a multi-output row. YAML args ``[index]``.
-
-    Example:
-        >>> import torch
-        >>> Index(1)([torch.zeros(1), torch.ones(1)])
-        tensor([1.])
-    """
-
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self.index = index
-
-    @classmethod
-    def from_row(cls, row: RowContext) -> tuple[nn.Module, Channels]:
-        if len(row.ch_in) != 1 or not isinstance(row.ch_in[0], tuple):
-            raise row.error(
-                f"needs one multi-output row as input (e.g. TimmBackbone, AFPN), got input "
-                f"channels {row.ch_in}"
-            )
-        outputs = row.ch_in[0]
-        i = row.arg(0, "index")
-        if not 0 <= i < len(outputs):
-            raise row.error(
-                f"index {i} out of range: the input row has {len(outputs)} outputs "
-                f"(valid 0..{len(outputs) - 1})"
-            )
-        if len(row.args) > 1:
-            raise row.error(f"takes [index], got {list(row.args)}")
-        return cls(i), outputs[i]
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        return xs[self.index]
