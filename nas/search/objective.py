@@ -209,7 +209,7 @@ def _ort_latency(model: torch.nn.Module, lat: LatencySettings) -> tuple[float, f
     from nas.deploy.latency import measure_ort_latency
 
     stats = measure_ort_latency(model, imgsz=lat.imgsz, batch=lat.batch, warmup=lat.warmup,
-                                repeats=lat.repeats)
+                                repeats=lat.repeats, threads=torch.get_num_threads())
     return stats.median_ms, getattr(stats, "iqr_ms", None)
 
 
