@@ -24,6 +24,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.data import DataConfig
 from nas.search import attrs as A
 from nas.search.evaluators import EvalContext, make_evaluator
 from nas.search.objective import (
@@ -52,6 +53,7 @@ from nas.search.workers import (
     study_lock,
     worker_id,
 )
+from nas.train import TrainConfig
 
 __all__ = [
     "default_sampler",
@@ -101,7 +103,6 @@ class SearchSettings:
         n_trials: candidates wanted in the study (finished at rung 0; their promotions to
             higher rungs come on top; resuming continues up to it).
         storage: storage setting (see ``resolve_storage``); None = journal file in results.
-        seed: seed of the sampler (already applied) and of training.
         results_dir: parent of ``<study_name>/`` (trials.csv, plots, front/, artifacts/).
         space_path: the search-space YAML file.
         budget_overrides: non-None values replace the space file's budgets.
@@ -118,10 +119,9 @@ class SearchSettings:
     study_name: str
     n_trials: int
     space_path: Path
-    data: Any
-    train: Any
+    data: DataConfig
+    train: TrainConfig
     storage: str | None = None
-    seed: int = 0
     results_dir: Path = Path("results")
     budget_overrides: dict[str, float | None] = field(default_factory=dict)
     objectives: Objectives = field(default_factory=Objectives)
