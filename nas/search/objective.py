@@ -134,7 +134,8 @@ class TrialContext:
         artifact_dir: the Optuna artifact store's folder.
         nc: number of classes.
         fit: the standalone evaluator's training function (None: ``nas.train.fit``; tests).
-        evaluator: how a candidate is scored (None: standalone training with ``fit``).
+        evaluator: how a candidate is scored (None: standalone training with ``fit``); a rung
+            may name another (``Rung.evaluator``; see ``evaluator_for``).
         schedule: the rungs (default: one rung, the base recipe, one seed).
         data_config: the base data configuration, to prepare rungs whose data differ.
     """
@@ -152,10 +153,22 @@ class TrialContext:
     data_config: DataConfig | None = None
     _store: FileSystemArtifactStore | None = field(default=None, repr=False)
     _prepared: dict[Any, Any] = field(default_factory=dict, repr=False)
+    _evaluators: dict[str, Evaluator] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.evaluator is None:
             self.evaluator = StandaloneEvaluator(self.fit)
+        self._evaluators[self.evaluator.name] = self.evaluator
+
+    def evaluator_for(self, rung: int) -> Evaluator:
+        """The evaluator of ``rung``: its own (``Rung.evaluator``) or the study's."""
+        name = self.schedule.rungs[rung].evaluator or self.evaluator.name
+        if name not in self._evaluators:
+            if name != "standalone":
+                raise ValueError(f"rung {rung}: evaluator {name!r} needs evaluator={name} "
+                                 f"as the study's evaluator (it is {self.evaluator.name!r})")
+            self._evaluators[name] = StandaloneEvaluator(self.fit)
+        return self._evaluators[name]
 
     @property
     def store(self) -> FileSystemArtifactStore:
@@ -235,7 +248,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
         raise ValueError(f"trial {trial.number}: rung {rung} is not in the schedule "
                          f"(0..{ctx.schedule.top})")
     trial.set_user_attr(A.RUNG, rung)
-    trial.set_user_attr(A.EVALUATOR, ctx.evaluator.name)
+    evaluator = ctx.evaluator_for(rung)
+    trial.set_user_attr(A.EVALUATOR, evaluator.name)
     choices = ctx.space.sample(trial)
     arch = to_arch(ctx.space, choices, ctx.nc)
     text = dump_arch(arch)
@@ -277,7 +291,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
         metrics.update({m: float(twin.user_attrs[m]) for m in A.MAXIMIZE})
         return TrialOutcome(TrialState.COMPLETE, [metrics[n] for n in ctx.objectives.names])
 
-    scores = _score_seeds(trial, ctx, arch, model, choices, data, train, rung)
+    scores = _score_seeds(trial, ctx, evaluator, arch, model, choices, data, train, rung)
     metrics[A.MAP50] = statistics.fmean(s.map50 for s in scores)
     metrics[A.MAP50_95] = statistics.fmean(s.map50_95 for s in scores)
     per_seed = [s.map50_95 for s in scores]
@@ -303,6 +317,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
 def _score_seeds(
     trial: optuna.Trial,
     ctx: TrialContext,
+    evaluator: Evaluator,
     arch: Any,
     model: torch.nn.Module,
     choices: Mapping[str, Any],
@@ -320,8 +335,8 @@ def _score_seeds(
             torch.manual_seed(int(recipe.seed))
         candidate = model if s == 0 else build_model(arch)
         on_epoch = _pruning_callback(trial, ctx) if s == 0 else None
-        scores.append(ctx.evaluator.score(candidate, choices, data=data, train=recipe,
-                                          on_epoch=on_epoch, progress=ctx.settings.progress))
+        scores.append(evaluator.score(candidate, choices, data=data, train=recipe,
+                                      on_epoch=on_epoch, progress=ctx.settings.progress))
     return scores
 
 

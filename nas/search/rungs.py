@@ -43,15 +43,24 @@ class Rung:
         data: ``DataConfig`` fields to override (``train_subset``, ...).
         seeds: trainings per candidate (seeds ``seed .. seed + seeds - 1``); the score is their
             mean and the spread their sd.
+        evaluator: the evaluator scoring this rung (``standalone``, ``supernet``; None: the
+            study's ``evaluator``). A supernet search confirms its best candidates with a
+            standalone top rung.
+        promote_at_most: at most this many candidates leave this rung (None: ``1 / eta`` of
+            them, no cap); a supernet rung scores hundreds, the next rung trains a few.
     """
 
     train: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     seeds: int = 1
+    evaluator: str | None = None
+    promote_at_most: int | None = None
 
     def __post_init__(self) -> None:
         if int(self.seeds) < 1:
             raise ValueError(f"rungs: seeds must be >= 1, got {self.seeds!r}")
+        if self.promote_at_most is not None and int(self.promote_at_most) < 0:
+            raise ValueError(f"rungs: promote_at_most must be >= 0, got {self.promote_at_most}")
         object.__setattr__(self, "train", dict(self.train or {}))
         object.__setattr__(self, "data", dict(self.data or {}))
 
@@ -190,6 +199,9 @@ def next_promotion(
                 seen.add(e.key)
                 unique.append(e)
         quota = len(unique) // schedule.eta
+        cap = schedule.rungs[rung].promote_at_most
+        if cap is not None:
+            quota = min(quota, int(cap))
         ranked = best_first(unique, directions)
         chosen = ranked[:quota] + [e for e in ranked if e.design in schedule.always_promote]
         for e in chosen:
