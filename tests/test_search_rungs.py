@@ -138,6 +138,24 @@ def test_duplicate_evaluations_count_once() -> None:
     assert next_promotion(done, {("a", 0), ("b", 0), ("a", 1)}, schedule, DIRS) is None
 
 
+def test_promote_at_most_caps_a_rung() -> None:
+    schedule = RungSchedule((Rung(promote_at_most=1), Rung()), eta=2, always_promote=())
+    done = _results([(0.1 * i, 1.0) for i in range(10)])  # quota 5, capped at 1
+    claimed = {(e.key, 0) for e in done}
+    got = next_promotion(done, claimed, schedule, DIRS)
+    assert got is not None and got[0].number == 9
+    assert next_promotion(done, claimed | {("k9", 1)}, schedule, DIRS) is None
+
+
+def test_each_rung_uses_its_evaluator(tmp_path: Path) -> None:
+    schedule = RungSchedule((Rung(), Rung(evaluator="standalone")))
+    ctx = _ctx(tmp_path, ScoreByDesign(), schedule)
+    assert ctx.evaluator_for(0) is ctx.evaluator_for(1)  # the study's is standalone too
+    with pytest.raises(ValueError, match="needs evaluator=supernet"):
+        _ctx(tmp_path, ScoreByDesign(),
+             RungSchedule((Rung(), Rung(evaluator="supernet")))).evaluator_for(1)
+
+
 # ---------------------------------------------------------------- the rungs in a study
 
 
