@@ -96,10 +96,25 @@ def is_connection_error(error: BaseException) -> bool:
             return True
         if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
             return True
-        if type(seen).__name__ == "OperationalError":  # a driver's own (psycopg, sqlite3)
+        if isinstance(seen, _driver_errors()):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+@functools.cache
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """The drivers' own connection errors (psycopg's AdminShutdown is one), raised unwrapped."""
+    import sqlite3
+
+    errors: list[type[BaseException]] = [sqlite3.OperationalError]
+    try:
+        import psycopg
+    except ImportError:
+        pass
+    else:
+        errors.append(psycopg.OperationalError)
+    return tuple(errors)
 
 
 def retry_connection(
@@ -139,10 +154,19 @@ class RetryingRDBStorage(RDBStorage):
     retry_s: float = 300.0
 
     def __init__(self, url: str, *, retry_s: float = 300.0, **kwargs: Any) -> None:
+        import sqlalchemy.exc
+
         self.retry_s = retry_s
-        retry_connection(
-            lambda: RDBStorage.__init__(self, url, **kwargs), "connect", retry_s=retry_s
-        )
+        for attempt in range(5):
+            try:
+                retry_connection(
+                    lambda: RDBStorage.__init__(self, url, **kwargs), "connect", retry_s=retry_s
+                )
+                return
+            except sqlalchemy.exc.IntegrityError:  # workers creating the tables at once
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
 
 def _retrying(name: str) -> Callable[..., Any]:
