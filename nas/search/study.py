@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,9 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.data import DataConfig
+from nas.search import attrs as A
+from nas.search.evaluators import EvalContext, make_evaluator
 from nas.search.objective import (
     Objectives,
     TrialContext,
@@ -30,6 +34,9 @@ from nas.search.objective import (
     TrialSettings,
     run_trial,
 )
+from nas.search.optuna_api import set_system_attr
+from nas.search.promotion import enqueue_promotion, is_candidate, pending_promotions
+from nas.search.rungs import RungSchedule
 from nas.search.space import SearchSpace, load_space
 from nas.search.storage import (
     _JOURNAL_SUFFIXES,  # noqa: F401 - re-exported
@@ -46,6 +53,7 @@ from nas.search.workers import (
     study_lock,
     worker_id,
 )
+from nas.train import TrainConfig
 
 __all__ = [
     "default_sampler",
@@ -56,6 +64,9 @@ __all__ = [
     "run_search",
     "SearchSettings",
 ]
+
+
+logger = logging.getLogger(__name__)
 
 
 def default_sampler(seed: int | None = None) -> optuna.samplers.BaseSampler:
@@ -74,12 +85,12 @@ def enqueue_designs(study: optuna.Study, space: SearchSpace) -> list[str]:
     second worker does not enqueue them again (call under ``study_lock`` when workers may
     start together).
     """
-    if study.user_attrs.get("designs_enqueued"):
+    if study.user_attrs.get(A.DESIGNS_ENQUEUED):
         return []
     designs = {"baseline": space.baseline_choices(), **space.seeds}
     for name, choices in designs.items():
-        study.enqueue_trial(space.suggested(choices), user_attrs={"design": name})
-    study.set_user_attr("designs_enqueued", list(designs))
+        study.enqueue_trial(space.suggested(choices), user_attrs={A.DESIGN: name})
+    study.set_user_attr(A.DESIGNS_ENQUEUED, list(designs))
     return list(designs)
 
 
@@ -89,9 +100,9 @@ class SearchSettings:
 
     Attributes:
         study_name: the study's name (also the results folder's name).
-        n_trials: finished trials wanted in the study (resuming continues up to it).
+        n_trials: candidates wanted in the study (finished at rung 0; their promotions to
+            higher rungs come on top; resuming continues up to it).
         storage: storage setting (see ``resolve_storage``); None = journal file in results.
-        seed: seed of the sampler (already applied) and of training.
         results_dir: parent of ``<study_name>/`` (trials.csv, plots, front/, artifacts/).
         space_path: the search-space YAML file.
         budget_overrides: non-None values replace the space file's budgets.
@@ -101,25 +112,32 @@ class SearchSettings:
         sampler: the Optuna sampler (None: Optuna's default).
         pruner: the Optuna pruner (None: no pruning).
         trial: per-trial options.
+        rungs: the multi-fidelity schedule (one rung: a plain search).
+        evaluator: the evaluator's config (``{"name": ..., **settings}``; None: standalone).
     """
 
     study_name: str
     n_trials: int
     space_path: Path
-    data: Any
-    train: Any
+    data: DataConfig
+    train: TrainConfig
     storage: str | None = None
-    seed: int = 0
     results_dir: Path = Path("results")
     budget_overrides: dict[str, float | None] = field(default_factory=dict)
     objectives: Objectives = field(default_factory=Objectives)
     sampler: optuna.samplers.BaseSampler | None = None
     pruner: optuna.pruners.BasePruner | None = None
     trial: TrialSettings = field(default_factory=TrialSettings)
+    rungs: RungSchedule = field(default_factory=RungSchedule)
+    evaluator: dict[str, Any] | None = None
 
 
 def run_search(settings: SearchSettings) -> optuna.Study:
-    """Run (or resume) a search until ``n_trials`` trials finished; write the results.
+    """Run (or resume) a search until ``n_trials`` candidates finished; write the results.
+
+    Before each new candidate, the worker promotes a finished one if the schedule says so
+    (``nas.search.promotion``); the search ends when ``n_trials`` candidates finished and no
+    promotion is due.
 
     Example:
         >>> study = run_search(settings)  # doctest: +SKIP
@@ -138,6 +156,11 @@ def run_search(settings: SearchSettings) -> optuna.Study:
         raise ValueError(
             "pruners work only in single-objective studies: use objectives=map_under_budget "
             "with pruner=hyperband|sha, or pruner=none"
+        )
+    if _has_pruner(settings.pruner) and settings.rungs.top > 0:
+        raise ValueError(
+            "pruners and rungs are two ways of stopping weak candidates early: use rungs=single "
+            "with a pruner, or pruner=none with rungs"
         )
     train = settings.train
     if (
@@ -164,38 +187,64 @@ def run_search(settings: SearchSettings) -> optuna.Study:
         failed = fail_stale_trials(study, stale, locked=lock is not None)
         designs = enqueue_designs(study, space)
     if failed:
-        print(f"[search] marked interrupted trials {failed} as FAIL")
+        logger.warning("marked interrupted trials %s as FAIL", failed)
     if designs:
-        print(f"[search] enqueued designs: {', '.join(designs)}")
-    print(
-        f"[search] study {settings.study_name!r} in {url} "
-        f"(optuna-dashboard {url}); {counted_trials(study, stale)}/{settings.n_trials} done"
+        logger.info("enqueued designs: %s", ", ".join(designs))
+    study.set_user_attr(A.SCHEDULE, _schedule_record(settings.rungs))
+    logger.info(
+        "study %r in %s (optuna-dashboard %s); %d/%d candidates done",
+        settings.study_name, url, url, _done(study, stale), settings.n_trials,
     )
 
-    ctx = _make_context(settings, space, out_dir)
+    ctx = _make_context(settings, space, out_dir, study)
     while True:
         with study_lock(lock):
             failed = fail_stale_trials(study, stale, locked=lock is not None)  # died since
-            if counted_trials(study, stale) >= settings.n_trials:
+            promoted = enqueue_promotion(study, settings.rungs, settings.objectives.directions)
+            if (promoted is None and not pending_promotions(study)
+                    and _done(study, stale) >= settings.n_trials):
                 break
             trial = study.ask()
-            study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_id())
+            set_system_attr(study, trial, WORKER_ATTR, worker_id())
         if failed:
-            print(f"[search] marked interrupted trials {failed} as FAIL (their workers died)")
+            logger.warning("marked interrupted trials %s as FAIL (their workers died)", failed)
         started = time.perf_counter()
         with Heartbeat(study, trial):
             outcome = _evaluate(trial, ctx)
         frozen = study.tell(trial, outcome.values, state=outcome.state, skip_if_finished=True)
         _progress(study, frozen, settings, time.perf_counter() - started, stale)
-    write_results(study, out_dir, settings.objectives, space=space)
+    write_results(study, out_dir, settings.objectives, space=space,
+                  top_rung=settings.rungs.top)
     return study
 
 
-def _make_context(settings: SearchSettings, space: SearchSpace, out_dir: Path) -> TrialContext:
+def _has_pruner(pruner: optuna.pruners.BasePruner | None) -> bool:
+    return pruner is not None and not isinstance(pruner, optuna.pruners.NopPruner)
+
+
+def _done(study: optuna.Study, stale: float) -> int:
+    """Candidates that count towards ``n_trials`` (promotions do not)."""
+    return counted_trials(study, stale, where=is_candidate)
+
+
+def _schedule_record(schedule: RungSchedule) -> dict[str, Any]:
+    """The schedule as a study attribute (shown in optuna-dashboard, read by the results)."""
+    return {
+        "eta": schedule.eta,
+        "top": schedule.top,
+        "rungs": [{"train": dict(r.train), "data": dict(r.data), "seeds": r.seeds}
+                  for r in schedule.rungs],
+    }
+
+
+def _make_context(
+    settings: SearchSettings, space: SearchSpace, out_dir: Path, study: optuna.Study
+) -> TrialContext:
     from nas.data import prepare_data
 
     data = prepare_data(settings.data, settings.train.imgsz, settings.train.device)
-    return TrialContext(
+    evaluator = make_evaluator(settings.evaluator)
+    ctx = TrialContext(
         space=space,
         objectives=settings.objectives,
         data=data,
@@ -203,7 +252,13 @@ def _make_context(settings: SearchSettings, space: SearchSpace, out_dir: Path) -
         settings=settings.trial,
         artifact_dir=out_dir / "artifacts",
         nc=len(data.names),
+        evaluator=evaluator,
+        schedule=settings.rungs,
+        data_config=settings.data,
     )
+    evaluator.prepare(EvalContext(space=space, data=data, train=settings.train, out_dir=out_dir,
+                                  study=study, nc=ctx.nc, progress=settings.trial.progress))
+    return ctx
 
 
 def _evaluate(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
@@ -211,13 +266,13 @@ def _evaluate(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
     try:
         return run_trial(trial, ctx)
     except optuna.TrialPruned as e:
-        trial.set_user_attr("prune_reason", str(e) or "pruned")
+        trial.set_user_attr(A.PRUNE_REASON, str(e) or "pruned")
         return TrialOutcome(TrialState.PRUNED, reason=str(e))
     except Exception as e:  # noqa: BLE001 - a bad candidate must not stop the study
         if isinstance(e, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
         reason = f"{type(e).__name__}: {e}"[:2000]
-        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr(A.FAIL_REASON, reason)
         return TrialOutcome(TrialState.FAIL, reason=reason)
 
 
@@ -228,19 +283,24 @@ def _progress(
     seconds: float,
     stale: float,
 ) -> None:
+    """One log line per finished trial."""
     a = trial.user_attrs
-    done = counted_trials(study, stale)
-    parts = [f"[{done}/{settings.n_trials}] trial {trial.number} {trial.state.name}"]
-    if "design" in a:
-        parts.append(f"({a['design']})")
-    if "params" in a:
-        parts.append(f"params={a['params'] / 1e6:.3f}M gflops={a['gflops']:.2f}")
-    if "map50_95" in a:
-        parts.append(f"mAP50-95={a['map50_95']:.4f} mAP50={a['map50']:.4f}")
-    if "duplicate_of" in a:
-        parts.append(f"(copy of trial {a['duplicate_of']})")
-    reason = a.get("reject_reason") or a.get("prune_reason") or a.get("fail_reason")
+    parts = [f"[{_done(study, stale)}/{settings.n_trials}] trial {trial.number} "
+             f"{trial.state.name}"]
+    if a.get(A.RUNG, 0):
+        parts.append(f"rung {a[A.RUNG]} (from trial {a.get(A.PROMOTED_FROM)})")
+    if A.DESIGN in a:
+        parts.append(f"({a[A.DESIGN]})")
+    if A.PARAMS in a:
+        parts.append(f"params={a[A.PARAMS] / 1e6:.3f}M gflops={a[A.GFLOPS]:.2f}")
+    if A.MAP50_95 in a:
+        sd = a.get(A.MAP50_95_SD)
+        spread = f" sd {sd:.4f} over {a.get(A.N_SEEDS)} seeds" if sd is not None else ""
+        parts.append(f"mAP50-95={a[A.MAP50_95]:.4f}{spread} mAP50={a[A.MAP50]:.4f}")
+    if A.DUPLICATE_OF in a:
+        parts.append(f"(copy of trial {a[A.DUPLICATE_OF]})")
+    reason = next((a[r] for r in A.REASONS if a.get(r)), None)
     if reason and trial.state != TrialState.COMPLETE:
         parts.append(f"- {reason}")
     parts.append(f"[{seconds:.1f} s]")
-    print(" ".join(parts), flush=True)
+    logger.info(" ".join(parts))
