@@ -13,6 +13,11 @@ images, 160 px, the brief recipe for 5 epochs), this script
    Kendall tau (``scipy.stats.kendalltau``) of supernet mAP50-95 against standalone mAP50-95
    over the standalone designs. ``--json`` also writes everything measured.
 
+``--reference FILE`` reads the standalone results from an earlier ``--json`` report instead of
+training them (waiting for the file, so a standalone-only run, ``--sampling`` with no rule, can
+produce it in another process at the same time). Wall seconds depend on what else runs on the
+machine; CPU seconds (``time.process_time``) much less, so both are printed.
+
 Run:
     python benchmarks/bench_supernet.py --epochs 40 --candidates 200 --standalone 10
 """
@@ -78,52 +83,84 @@ def trial_counts(model: torch.nn.Module) -> dict[str, float]:
     }
 
 
+def train_panel(panel: list[tuple[str, dict[str, Any]]], space: SearchSpace, data: Any,
+                train: TrainConfig) -> list[dict[str, Any]]:  # fmt: skip
+    """Every design trained from scratch as a search trial does (build, counts, fit)."""
+    rows = []
+    for name, choices in panel:
+        start, cpu = time.perf_counter(), time.process_time()
+        torch.manual_seed(train.seed)
+        model = build_model(to_arch(space, choices, data.num_classes))
+        counts = trial_counts(model)
+        result = fit(model, data, train, progress=False)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        rows.append({"design": name, "choices": choices, **counts, "map50": result.map50,
+                     "map50_95": result.map50_95, "seconds": seconds, "cpu_seconds": cpu})
+        print(f"standalone {name:28s} params={counts['params']:>9,} "
+              f"mAP50-95={result.map50_95:.4f}  {seconds:.1f} s wall, {cpu:.1f} s CPU",
+              flush=True)  # fmt: skip
+    return rows
+
+
+def read_reference(path: Path, panel: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The standalone rows of an earlier report (waits for the file to appear)."""
+    while not path.is_file():
+        time.sleep(10)
+    rows = json.loads(path.read_text())["standalone"]
+    if [r["choices"] for r in rows] != [c for _, c in panel]:
+        raise SystemExit(f"{path}: its standalone designs are not this run's panel "
+                         "(use the same --standalone and --seed)")  # fmt: skip
+    return rows
+
+
+def score_pool(evaluator: SupernetEvaluator, pool: list[dict[str, Any]], space: SearchSpace,
+               data: Any, train: TrainConfig) -> tuple[list[float], float, float]:  # fmt: skip
+    """Supernet scores of ``pool``, each timed as a trial (build, counts, score)."""
+    scores, wall, cpu = [], 0.0, 0.0
+    for choices in pool:
+        start, cpu0 = time.perf_counter(), time.process_time()
+        torch.manual_seed(train.seed)
+        model = build_model(to_arch(space, choices, data.num_classes))
+        trial_counts(model)
+        scores.append(evaluator.score(model, choices, data=data, train=train).map50_95)
+        wall += time.perf_counter() - start
+        cpu += time.process_time() - cpu0
+    return scores, wall / len(pool), cpu / len(pool)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=40, help="supernet epochs")
-    parser.add_argument("--sampling", nargs="+", default=["fair"], help="uniform and/or fair")
+    parser.add_argument("--sampling", nargs="*", default=["fair"], help="uniform and/or fair")
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--standalone", type=int, default=10, help="designs trained standalone")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="standalone results of an earlier --json report")
     parser.add_argument("--bn-batches", type=int, default=8)
     parser.add_argument("--finetune-steps", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/bench_supernet", help="supernet folders")
-    parser.add_argument("--json", default=None, help="write all figures to this file")
+    parser.add_argument("--json", type=Path, default=None, help="write all figures here")
     args = parser.parse_args()
 
     brief = yaml.safe_load((ROOT / "conf/train/brief.yaml").read_text())
     brief.update(imgsz=160, epochs=5, threads=args.threads, seed=args.seed)  # conf/search.yaml
     train = TrainConfig.from_dict(brief)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     data = prepare_data(DataConfig.from_dict({"train_subset": 200, "val_subset": 60}),
                         imgsz=train.imgsz)  # fmt: skip
     print(f"data: {len(data.train)} train / {len(data.val)} val images at {train.imgsz} px, "
           f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
     space = load_space(ROOT / "search_spaces/default.yaml")
-    nc = data.num_classes
-    if args.threads:
-        torch.set_num_threads(args.threads)
     panel = designs(space, args.standalone, args.seed)
-    report: dict[str, Any] = {"args": vars(args), "standalone": [], "supernet": {}}
+    report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
+                              "standalone": [], "supernet": {}}  # fmt: skip
+    if args.reference is None:
+        report["standalone"] = train_panel(panel, space, data, train)
 
-    # 1. standalone training, as a search trial does it
-    for name, choices in panel:
-        start = time.perf_counter()
-        torch.manual_seed(train.seed)
-        model = build_model(to_arch(space, choices, nc))
-        counts = trial_counts(model)
-        result = fit(model, data, train, progress=False)
-        seconds = time.perf_counter() - start
-        report["standalone"].append({"design": name, "choices": choices, **counts,
-                                     "map50": result.map50, "map50_95": result.map50_95,
-                                     "seconds": seconds})  # fmt: skip
-        print(f"standalone {name:28s} params={counts['params']:>9,} "
-              f"mAP50-95={result.map50_95:.4f}  {seconds:.1f} s", flush=True)  # fmt: skip
-    standalone = [r["map50_95"] for r in report["standalone"]]
-    standalone_s = sum(r["seconds"] for r in report["standalone"]) / max(len(panel), 1)
-
-    # 2. one supernet per sampling rule, then the candidates
     rng = random.Random(args.seed + 1)
     pool = [c for _, c in panel] + [space.sample(_RandomTrial(rng))
                                     for _ in range(max(args.candidates - len(panel), 0))]
@@ -132,45 +169,56 @@ def main() -> None:
                                     finetune_steps=args.finetune_steps)  # fmt: skip
         evaluator = SupernetEvaluator(settings)
         folder = Path(args.out) / f"{rule}-e{args.epochs}"
-        start = time.perf_counter()
-        evaluator.prepare(EvalContext(space, data, train, folder, None, nc, progress=False))
-        prep_s = time.perf_counter() - start
+        start, cpu = time.perf_counter(), time.process_time()
+        evaluator.prepare(EvalContext(space, data, train, folder, None, data.num_classes))
+        prep_s, prep_cpu = time.perf_counter() - start, time.process_time() - cpu
         assert evaluator.run is not None
-        print(f"supernet[{rule}]: {evaluator.run.steps} steps, {prep_s:.1f} s "
-              f"(training {evaluator.run.seconds:.1f} s, resumed from "
-              f"{evaluator.run.resumed_from})", flush=True)  # fmt: skip
-        scores, times = [], []
-        for choices in pool:
-            start = time.perf_counter()
-            torch.manual_seed(train.seed)
-            model = build_model(to_arch(space, choices, nc))
-            trial_counts(model)
-            score = evaluator.score(model, choices, data=data, train=train)
-            times.append(time.perf_counter() - start)
-            scores.append(score.map50_95)
-        per = sum(times) / len(times)
-        panel_scores = scores[: len(panel)]
-        tau, p = kendalltau(panel_scores, standalone) if len(panel) > 1 else (float("nan"),) * 2
-        report["supernet"][rule] = {"prepare_seconds": prep_s, "seconds_per_candidate": per,
-                                    "panel_scores": panel_scores, "scores": scores,
-                                    "kendall_tau": tau, "p_value": p}  # fmt: skip
-        in_15 = int(max(900 - prep_s, 0) / per)
-        per_hour = 3600 * len(pool) / (prep_s + per * len(pool))
-        print(f"supernet[{rule}]: {per:.2f} s per candidate ({len(pool)} scored); "
-              f"{per_hour:.0f} candidates/hour amortised; {in_15} within 15 min; "
-              f"Kendall tau vs standalone {tau:.3f} (p={p:.3g}) over {len(panel)} designs",
-              flush=True)  # fmt: skip
-        for (name, _), s, r in zip(panel, panel_scores, standalone, strict=True):
-            print(f"  {name:28s} supernet {s:.4f}  standalone {r:.4f}")
+        print(f"supernet[{rule}]: {evaluator.run.steps} steps, {prep_s:.1f} s wall, "
+              f"{prep_cpu:.1f} s CPU (training steps {evaluator.run.seconds:.1f} s, resumed "
+              f"from {evaluator.run.resumed_from})", flush=True)  # fmt: skip
+        scores, per, per_cpu = score_pool(evaluator, pool, space, data, train)
+        print(f"supernet[{rule}]: {per:.2f} s wall / {per_cpu:.2f} s CPU per candidate "
+              f"({len(pool)} scored); {int(max(900 - prep_s, 0) / per)} would fit in 15 min "
+              "at this wall rate", flush=True)  # fmt: skip
+        report["supernet"][rule] = {
+            "prepare_seconds": prep_s, "prepare_cpu_seconds": prep_cpu,
+            "train_step_seconds": evaluator.run.seconds, "steps": evaluator.run.steps,
+            "seconds_per_candidate": per, "cpu_seconds_per_candidate": per_cpu,
+            "panel_scores": scores[: len(panel)], "scores": scores,
+        }  # fmt: skip
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1, default=str))
 
-    print(f"standalone: {standalone_s:.1f} s per candidate, {3600 / standalone_s:.0f} "
-          "candidates/hour")  # fmt: skip
-    for rule, r in report["supernet"].items():
-        amortised = (r["prepare_seconds"] + r["seconds_per_candidate"] * len(pool)) / len(pool)
-        print(f"ratio [{rule}]: {standalone_s / amortised:.1f}x the candidates per hour of "
-              f"standalone (amortised), tau {r['kendall_tau']:.3f}")  # fmt: skip
+    if args.reference is not None and panel:
+        report["standalone"] = read_reference(args.reference, panel)
+    summarise(report, len(pool))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+        args.json.write_text(json.dumps(report, indent=1, default=str))
+
+
+def summarise(report: dict[str, Any], n: int) -> None:
+    """Print cost per candidate, candidates per CPU-hour and the Kendall tau of each rule."""
+    rows = report["standalone"]
+    truth = [r["map50_95"] for r in rows]
+    if rows:
+        wall = sum(r["seconds"] for r in rows) / len(rows)
+        cpu = sum(r["cpu_seconds"] for r in rows) / len(rows)
+        report["standalone_cpu_seconds"] = cpu
+        print(f"standalone: {wall:.1f} s wall / {cpu:.1f} s CPU per candidate: "
+              f"{3600 / cpu:.0f} candidates per CPU-hour")  # fmt: skip
+    for rule, r in report["supernet"].items():
+        wall = (r["prepare_seconds"] + r["seconds_per_candidate"] * n) / n
+        cpu = (r["prepare_cpu_seconds"] + r["cpu_seconds_per_candidate"] * n) / n
+        line = (f"supernet[{rule}] amortised over {n} candidates: {wall:.2f} s wall / "
+                f"{cpu:.2f} s CPU per candidate: {3600 / cpu:.0f} per CPU-hour")  # fmt: skip
+        if len(truth) > 1:
+            tau, p = kendalltau(r["panel_scores"], truth)
+            r["kendall_tau"], r["p_value"] = tau, p
+            line += (f"; {report['standalone_cpu_seconds'] / cpu:.1f}x standalone's; Kendall "
+                     f"tau vs standalone {tau:.3f} (p={p:.3g}, {len(truth)} designs)")
+        print(line)
+        for row, score in zip(rows, r["panel_scores"], strict=False):
+            print(f"  {row['design']:28s} supernet {score:.4f}  standalone {row['map50_95']:.4f}")
 
 
 if __name__ == "__main__":

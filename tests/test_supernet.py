@@ -231,3 +231,16 @@ def test_settings_reject_unknown_keys_naming_the_valid_ones() -> None:
     values = yaml.safe_load(shipped)
     assert values.pop("name") == "supernet"
     assert SupernetSettings.from_dict(values) == SupernetSettings()
+
+
+@pytest.mark.parametrize("name", ["standalone", "supernet"])
+def test_evaluator_group_composes_and_builds(name: str) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=[f"evaluator={name}"])
+    values = OmegaConf.to_container(cfg.evaluator, resolve=True)
+    assert make_evaluator(values).name == name  # type: ignore[arg-type]
