@@ -190,8 +190,23 @@ def _ray(launcher: LauncherSettings, overrides: Sequence[str], threads: int | No
         raise ConfigError("launcher=ray needs Ray: pip install 'liteyolo-nas[ray]'") from e
 
     address = launcher.address or os.environ.get("RAY_ADDRESS")
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=address, log_to_driver=True)
+    try:
+        return _run_ray_tasks(ray, launcher, overrides, threads, address)
+    finally:
+        if started:
+            ray.shutdown()  # flushes the tasks' output before the summary
+
+
+def _run_ray_tasks(
+    ray: Any,
+    launcher: LauncherSettings,
+    overrides: Sequence[str],
+    threads: int | None,
+    address: str | None,
+) -> list[int]:
     cpus = launcher.num_cpus
     if cpus is None:
         cpus = float(worker_threads(None, workers=launcher.workers,
