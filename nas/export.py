@@ -21,13 +21,15 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from nas.cli import run_cli
+from nas.errors import UserError
 
 __all__ = ["ExportResult", "export_trial", "main", "parse_budget", "select_trial"]
 
@@ -123,7 +125,11 @@ def export_trial(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status (2 for bad input, one line)."""
+    return run_cli(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from nas.search.study import journal_path, resolve_storage
 
     parser = argparse.ArgumentParser(prog="python -m nas.export", description=__doc__.split(
@@ -154,9 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         study_dir = Path(args.results_dir) / args.study
         result = export_trial(study, trial, args.out or study_dir / "export",
                               artifact_dir=study_dir / "artifacts")
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # the selection's messages name the study, trial and budget
+        raise UserError(str(e)) from e
     print(f"trial {result.trial}: params={result.params} mAP50-95={result.map50_95}")
     print(f"wrote {result.yaml_path}" + (f" and {result.weights_path}"
                                          if result.weights_path else ""))

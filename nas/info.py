@@ -1,7 +1,8 @@
 """``python -m nas.info MODEL.yaml``: per-layer table and parameter / GFLOPs summary of a model.
 
-MODEL is a path or a name from the repository's ``models/`` folder; a scaled name picks the
-scale as ultralytics does (``yolov8n.yaml`` -> ``models/yolov8.yaml`` at scale n).
+MODEL is a path or a name from the shipped ``models/`` folder (``nas.resources``); a scaled
+name picks the scale as ultralytics does (``yolov8n.yaml`` -> ``models/yolov8.yaml`` at scale
+n). A bad model or argument is one line on stderr and exit code 2.
 
 Example:
     $ python -m nas.info yolov8n.yaml --nc 1
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nas.cli import run_cli
 from nas.model.arch import guess_scale, load_arch
 from nas.model.counting import count_gflops, count_params, count_trainable_params
 from nas.model.detector import Detector, build_model
@@ -91,6 +93,10 @@ def _display_name(model_arg: str, scale: str | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 for a bad model or argument)."""
+    return run_cli(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nas.info", description=__doc__.split("\n")[0])
     parser.add_argument("model", help="model YAML path or name in models/ (e.g. yolov8n.yaml)")
     parser.add_argument("--nc", type=int, default=None, help="number of classes (default: YAML)")
@@ -100,14 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.imgsz < 1:
         parser.error(f"--imgsz must be >= 1, got {args.imgsz}")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            arch = load_arch(args.model, nc=args.nc, scale=args.scale)
-            model = build_model(arch)
-    except (OSError, ValueError) as e:  # FileNotFoundError, ArchError, BlockError
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        arch = load_arch(args.model, nc=args.nc, scale=args.scale)  # UserError: one line
+        model = build_model(arch)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     summary = model_summary(model, args.imgsz)

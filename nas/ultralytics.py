@@ -16,6 +16,12 @@ cannot be taught to it by assigning a name. ``register()`` therefore wraps ``par
    Rows ultralytics knows are built by ultralytics itself, so its ``Detect`` head, loss and
    trainer are used unchanged.
 
+Before either, a ``Detect`` row's class count is set to the dict's ``nc``: ultralytics
+overrides ``nc`` in the dict when the data has another class count ("Overriding model.yaml
+nc=4 with nc=7") and a plain YAML's ``Detect, [nc]`` follows it, but a row written with the
+number (``Detect, [4]``, as a search trial's YAML is) would keep 4 classes and fail in the
+assigner (``index 4 is out of bounds``).
+
 Usage::
 
     import nas.ultralytics
@@ -36,7 +42,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = ["custom_rows", "is_registered", "register", "unregister"]
+__all__ = ["HEADS", "custom_rows", "is_registered", "register", "unregister", "with_model_nc"]
 
 _TOKEN = "nas-prebuilt"
 _ORIGINAL = "_nas_original_parse_model"
@@ -64,6 +70,30 @@ def custom_rows(d: dict[str, Any]) -> list[int]:
         elif not hasattr(tasks, module):
             out.append(i)
     return out
+
+
+HEADS = ("Detect",)  # rows whose first argument is the class count
+
+
+def with_model_nc(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with every head row's class count (``Detect, [4]``) equal to ``d["nc"]``.
+
+    Returns ``d`` itself when nothing changes.
+    """
+    nc = d.get("nc")
+    n_back = len(d.get("backbone") or [])
+    rows = list(d.get("backbone") or []) + list(d.get("head") or [])
+    stale = [
+        i for i, (_, _, module, args) in enumerate(rows)
+        if module in HEADS and args and isinstance(args[0], int) and args[0] != nc
+    ]  # fmt: skip
+    if nc is None or not stale:
+        return d
+    d = copy.deepcopy(d)
+    for i in stale:
+        section, j = ("backbone", i) if i < n_back else ("head", i - n_back)
+        d[section][j][3][0] = nc
+    return d
 
 
 def _output_channels(model: nn.Module, in_channels: int) -> list[Any]:
@@ -137,6 +167,7 @@ def register() -> None:
     @functools.wraps(original)
     def parse_model(d: dict[str, Any], ch: int, verbose: bool = True) -> Any:
         store: dict[int, nn.Module] = {}
+        d = with_model_nc(d)
         rewritten = _rewrite(d, ch, store)
         if rewritten is d:
             return original(d, ch, verbose)

@@ -27,6 +27,7 @@ from nas.data import (
     save_coco,
     subset_indices,
 )
+from nas.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -260,9 +261,10 @@ def test_subset_of_coco128_covers_its_71_classes():
     ("values", "match"),
     [
         ({"format": "tfrecord"}, "format='tfrecord' is not one of"),
-        ({"bogus": 1}, "unknown keys \\['bogus'\\]; valid keys: \\['format'"),
+        ({"bogus": 1}, "data: unknown keys \\['bogus'\\]; valid: \\['format'"),
         ({"synthetic": {"sizes": 3}}, "data.synthetic: unknown keys \\['sizes'\\]"),
-        ({"augment": {"flip": 0.5}}, "data.augment: unknown keys"),
+        ({"synthetic": {"num_train": "many"}}, "data.synthetic.num_train: 'many' is not an int"),
+        ({"augment": {"flip": 0.5}}, "data.augment: augmentation is a training setting"),
         ({"format": "yolo"}, "needs key 'path'"),
         ({"format": "voc", "path": "???"}, "key 'path' must be set"),
         ({"format": "coco", "path": "x"}, "train_images"),
@@ -270,7 +272,7 @@ def test_subset_of_coco128_covers_its_71_classes():
     ],
 )
 def test_data_config_errors_name_the_key(values, match):
-    with pytest.raises(DatasetError, match=match):
+    with pytest.raises(UserError, match=match):  # a ConfigError or a DatasetError
         DataConfig.from_dict(values)
 
 

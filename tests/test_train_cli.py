@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from nas.data import DataConfig
+from nas.data import AugmentConfig, DataConfig
+from nas.errors import ConfigError
 from nas.model import build_model
 from nas.train import TrainConfig
 from nas.train.__main__ import model_to_override, run_training, train_config_from
@@ -69,12 +70,15 @@ def test_train_groups_compose_and_top_level_overrides_win() -> None:
     assert cfg.data.format == "synthetic" and cfg.model == "yolov8n.yaml"
     brief = train_config_from(_compose(["train=brief"]))
     assert brief.epochs < full.epochs and brief.imgsz < full.imgsz
-    assert brief.augment is not None  # brief brings its own light augmentation
+    assert brief.augment.scale < full.augment.scale  # brief brings its own light augmentation
+    assert full.augment == AugmentConfig()  # full: the standard augmentation
     over = train_config_from(_compose(["train=brief", "epochs=2", "imgsz=96", "seed=5",
                                        "device=cpu", "train.lr0=0.01"]))  # fmt: skip
     assert (over.epochs, over.imgsz, over.seed, over.lr0) == (2, 96, 5, 0.01)
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ConfigError, match=r"train: unknown keys \['bogus'\]; valid: .*'lr0'"):
         train_config_from(_compose(["+train.bogus=1"]))
+    with pytest.raises(ConfigError, match="train.augment.mosaic: 'often' is not a number"):
+        train_config_from(_compose(["train.augment.mosaic=often"]))
     GlobalHydra.instance().clear()
 
 

@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 
 import torch.nn as nn
 
+from nas.errors import UserError
+
 __all__ = [
     "BlockError",
     "Channels",
@@ -53,7 +55,7 @@ _REGISTRY: dict[str, type[nn.Module]] = {}
 T = TypeVar("T", bound=type)
 
 
-class BlockError(ValueError):
+class BlockError(UserError, ValueError):
     """A row of a model description cannot be built; the message names the row and the value."""
 
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nas.errors import ConfigError
+
 __all__ = ["AugmentConfig", "augment_batch", "clip_boxes", "colour_jitter", "random_affine"]
 
 _GREY = 114 / 255
@@ -86,7 +88,7 @@ class AugmentConfig:
         for name, (lo, hi) in ranges.items():
             value = getattr(self, name)
             if not lo <= value <= hi:
-                raise ValueError(f"augment: {name}={value} outside [{lo}, {hi}]")
+                raise ConfigError(f"{name}={value} outside [{lo}, {hi}]")
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:

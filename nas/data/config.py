@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 
 import torch
 
-from nas.data.augment import AugmentConfig
+from nas.config import from_mapping
 from nas.data.cache import ImageCache, cache_images
 from nas.data.coco import load_coco
 from nas.data.defects import DatasetError
@@ -39,22 +38,11 @@ from nas.data.subset import subset
 from nas.data.synthetic import SyntheticConfig, ensure_synthetic
 from nas.data.voc import load_voc, voc_class_names
 from nas.data.yolo import load_yolo
+from nas.errors import ConfigError
 
 __all__ = ["FORMATS", "DataConfig", "PreparedData", "load_splits", "prepare_data"]
 
 FORMATS = ("synthetic", "coco", "yolo", "voc")
-
-
-def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    """Instantiate a dataclass from a mapping, naming unknown keys and the valid ones."""
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(valid))
-    if unknown:
-        raise DatasetError(f"{where}: unknown keys {unknown}; valid keys: {valid}")
-    try:
-        return cls(**values)
-    except TypeError as e:
-        raise DatasetError(f"{where}: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -73,7 +61,8 @@ class DataConfig:
         val_subset: Use only this many validation images (None = all).
         seed: Seed of the subset sampler.
         synthetic: Generator options of the synthetic dataset.
-        augment: Training augmentation (handed to the trainer through ``PreparedData``).
+
+    Augmentation is a training setting (``TrainConfig.augment``, ``train.augment.*``).
     """
 
     format: str = "synthetic"
@@ -87,7 +76,6 @@ class DataConfig:
     val_subset: int | None = None
     seed: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -103,25 +91,23 @@ class DataConfig:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise DatasetError(f"data: {key}={value} must be >= 1 or null")
-        if isinstance(self.synthetic, Mapping):
-            object.__setattr__(self, "synthetic", _build(SyntheticConfig, self.synthetic,
-                                                         "data.synthetic"))  # fmt: skip
-        if isinstance(self.augment, Mapping):
-            object.__setattr__(self, "augment", _build(AugmentConfig, self.augment,
-                                                       "data.augment"))  # fmt: skip
+        if not isinstance(self.synthetic, SyntheticConfig):
+            raise ConfigError(f"data.synthetic: {self.synthetic!r} is not a SyntheticConfig")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DataConfig:
         """Build from a plain mapping (e.g. ``OmegaConf.to_container(cfg.data)``).
 
         Raises:
-            DatasetError: Unknown keys (the message lists the valid ones) or bad values.
+            ConfigError: Unknown keys (the message lists the valid ones) or values of the
+                wrong type (see ``nas.config``).
+            DatasetError: A combination of values no loader accepts.
         """
         values = {k: v for k, v in values.items() if k != "_target_"}
-        names = values.get("names")
-        if names is not None:
-            values["names"] = list(names)
-        return _build(cls, values, "data")
+        if "augment" in values:
+            raise ConfigError("data.augment: augmentation is a training setting; set it under "
+                              "train.augment (e.g. train.augment.mosaic=1.0)")
+        return from_mapping(cls, values, "data")
 
     def _resolve(self, value: str) -> Path:
         p = Path(value)
@@ -168,14 +154,12 @@ class PreparedData:
         names: Class names.
         val_dataset: The validation samples (``val_dataset.to_coco()`` is the COCOeval ground
             truth; row ``i`` of ``val`` is ``val_dataset.samples[i]``).
-        augment: The configured training augmentation.
     """
 
     train: ImageCache
     val: ImageCache
     names: list[str]
     val_dataset: DetectionDataset
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @property
     def num_classes(self) -> int:
@@ -204,5 +188,4 @@ def prepare_data(
         val=cache_images(val, imgsz, device, progress=progress),
         names=list(train.names),
         val_dataset=val,
-        augment=cfg.augment,
     )

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from nas.errors import UserError
+
 if TYPE_CHECKING:
     from nas.data.records import DetectionDataset, Sample
 
@@ -63,7 +65,7 @@ class DataWarning(UserWarning):
     """A dataset had defects that were repaired or skipped."""
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset is unusable as a whole; the message names the path and the key."""
 
 

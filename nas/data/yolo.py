@@ -1,14 +1,19 @@
 """YOLO (ultralytics) loader: a ``data.yaml`` plus one label txt file per image.
 
-``data.yaml`` keys:
+``data.yaml`` keys (what ultralytics accepts):
     - ``path``: dataset root; relative paths are relative to the yaml's folder (absent: that
       folder).
     - ``train`` / ``val`` / ``test``: a folder of images (searched recursively), a ``.txt`` file
-      listing image paths, or a list of those; relative to ``path``. Lines of a txt list that
-      start with ``./`` are relative to the txt's folder (as in ultralytics), other relative
-      lines relative to ``path``.
-    - ``names``: a list, or a dict ``{0: name, 1: name, ...}`` with keys 0..C-1; ``nc``
-      (optional) must equal the number of names.
+      listing image paths, or a list of those; relative to ``path``. An entry starting with
+      ``../`` that does not exist there is tried without it (Roboflow's exports say
+      ``train: ../train/images`` next to ``train/``, ``valid/``, ``test/``, with no ``path``).
+      Lines of a txt list that start with ``./`` are relative to the txt's folder (as in
+      ultralytics), other relative lines relative to ``path``. Only the split asked for is
+      read (``test`` is ignored for training).
+    - ``names``: a list, or a dict ``{0: name, 1: name, ...}`` with keys 0..C-1 (ints or digit
+      strings); ``nc`` (optional) must equal the number of names. With ``nc`` and no
+      ``names`` the classes are ``class_0``..``class_{nc-1}``. Other keys (``roboflow``,
+      ``download``...) are ignored.
 
 Labels: the label file of ``.../images/.../x.jpg`` is ``.../labels/.../x.txt`` (the last
 ``/images/`` replaced, as ultralytics does); each line ``class xc yc w h`` normalised to 0..1,
@@ -70,28 +75,54 @@ def read_data_yaml(data_yaml: str | Path) -> dict[str, Any]:
         raise DatasetError(f"yolo: {data_yaml} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
         raise DatasetError(f"yolo: {data_yaml} must be a mapping with keys path/train/val/names")
-    names = data.get("names")
-    if isinstance(names, dict):
-        keys = sorted(names)
-        if keys != list(range(len(keys))):
-            raise DatasetError(
-                f"yolo: {data_yaml}: key 'names' must map 0..{len(keys) - 1} to names, "
-                f"got keys {keys}"
-            )
-        names = [names[k] for k in keys]
-    if not isinstance(names, list) or not names:
-        raise DatasetError(
-            f"yolo: {data_yaml}: key 'names' must be a non-empty list or dict of class names, "
-            f"got {names!r}"
-        )
-    if "nc" in data and data["nc"] != len(names):
-        raise DatasetError(f"yolo: {data_yaml}: 'nc' is {data['nc']} but 'names' has {len(names)}")
+    names = _class_names(data_yaml, data.get("names"), data.get("nc"))
     root = Path(data.get("path") or ".")
     if not root.is_absolute():
         root = data_yaml.parent / root
     if not root.is_dir():
         raise DatasetError(f"yolo: {data_yaml}: key 'path' -> {root} is not a folder")
-    return {**data, "path": root.resolve(), "names": [str(n) for n in names]}
+    return {**data, "path": root.resolve(), "names": names}
+
+
+def _class_names(data_yaml: Path, names: Any, nc: Any) -> list[str]:
+    """``names`` as a list (from a list or a 0..C-1 dict), checked against ``nc``."""
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
+        raise DatasetError(f"yolo: {data_yaml}: key 'nc' must be a positive integer, got {nc!r}")
+    if names is None and nc is not None:
+        return [f"class_{i}" for i in range(nc)]
+    if isinstance(names, dict):
+        try:
+            by_index = {int(k): v for k, v in names.items()}
+        except (TypeError, ValueError):
+            by_index = {}
+        if not by_index or sorted(by_index) != list(range(len(by_index))):
+            raise DatasetError(
+                f"yolo: {data_yaml}: key 'names' must map 0..{len(names) - 1} to names, "
+                f"got keys {list(names)}"
+            )
+        names = [by_index[i] for i in range(len(by_index))]
+    if not isinstance(names, list) or not names:
+        raise DatasetError(
+            f"yolo: {data_yaml}: key 'names' must be a non-empty list or dict of class names "
+            f"(or give 'nc'), got {names!r}"
+        )
+    if nc is not None and nc != len(names):
+        raise DatasetError(f"yolo: {data_yaml}: 'nc' is {nc} but 'names' has {len(names)} "
+                           f"entries; they must agree")  # fmt: skip
+    return [str(n) for n in names]
+
+
+def _split_path(root: Path, item: str) -> Path:
+    """An entry of a split key: under ``root``; a missing ``../x`` falls back to ``x``."""
+    p = Path(item)
+    if p.is_absolute():
+        return p
+    resolved = root / p
+    if not resolved.exists() and item.startswith("../"):
+        fallback = root / item[3:]
+        if fallback.exists():
+            return fallback
+    return resolved
 
 
 def _split_images(
@@ -102,8 +133,7 @@ def _split_images(
     images: list[Path] = []
     folders: list[Path] = []
     for item in entries:
-        p = Path(str(item))
-        p = p if p.is_absolute() else root / p
+        p = _split_path(root, str(item))
         if p.is_dir():
             folders.append(p)
             images += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -118,8 +148,10 @@ def _split_images(
                     q = Path(line)
                     images.append(q if q.is_absolute() else root / q)
         else:
+            tried = f" (also tried {root / str(item)[3:]})" if str(item).startswith("../") else ""
             raise DatasetError(
-                f"yolo: {data_yaml}: key {split!r} -> {p} is neither a folder nor a .txt list"
+                f"yolo: {data_yaml}: key {split!r}: {item!r} -> {p} is neither a folder nor a "
+                f".txt list{tried}"
             )
     return images, folders
 

@@ -26,10 +26,12 @@ from typing import Any
 import yaml
 
 from nas.blocks.registry import Scale, block_names
+from nas.errors import UserError
 
 __all__ = [
     "ArchError",
     "Architecture",
+    "ModelNotFoundError",
     "Row",
     "dump_arch",
     "guess_scale",
@@ -44,8 +46,12 @@ _UNIFY_RE = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-foo -> yolov8-foo
 _TOP_KEYS = ("nc", "scales", "scale", "backbone", "head")
 
 
-class ArchError(ValueError):
+class ArchError(UserError, ValueError):
     """A model description is malformed; the message names the source, row, key and value."""
+
+
+class ModelNotFoundError(UserError, FileNotFoundError):
+    """No model description of that path or name; the message lists the shipped models."""
 
 
 def _freeze(value: Any) -> Any:
@@ -218,8 +224,10 @@ def _check_scale(name: Any, value: Any) -> tuple[float, float, int]:
 
 
 def models_dir() -> Path:
-    """The repository's ``models/`` folder of reference architectures."""
-    return Path(__file__).resolve().parents[2] / "models"
+    """The shipped ``models/`` folder of reference architectures (``nas.resources``)."""
+    from nas import resources
+
+    return resources.path("models")
 
 
 def guess_scale(path: str | Path) -> str | None:
@@ -235,8 +243,8 @@ def resolve_model_path(name: str | Path) -> Path:
     ``yolov8.yaml``), and a missing ``.yaml`` suffix is added.
 
     Raises:
-        FileNotFoundError: nothing matched; the message lists the paths tried and the models
-            available in ``models/``.
+        ModelNotFoundError: nothing matched (a ``FileNotFoundError``); the message lists the
+            paths tried and the models available in ``models/``.
     """
     path = Path(name)
     candidates: list[Path] = []
@@ -251,7 +259,7 @@ def resolve_model_path(name: str | Path) -> Path:
             return p
     available = sorted(p.name for p in models_dir().glob("*.yaml"))
     tried = ", ".join(dict.fromkeys(str(p) for p in candidates))
-    raise FileNotFoundError(
+    raise ModelNotFoundError(
         f"model description {str(name)!r} not found (tried {tried}); "
         f"models available in {models_dir()}: {', '.join(available) or 'none'}"
     )

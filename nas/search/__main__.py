@@ -6,83 +6,115 @@ Examples::
     python -m nas.search study_name=ghost n_trials=30 sampler=nsga2 objectives=gflops_map
     python -m nas.search storage=sqlite:///results/s.db   # any Optuna storage URL
     python -m nas.search experiment=quick                  # a tiny smoke run
+    python -m nas.search --config-dir my_conf data=mine    # your own config groups
+    python -m nas.search space.path=my_space.yaml          # your own search space
 
-Only this file reads a ``DictConfig``: ``settings_from_config`` turns it into dataclasses and
-instantiated sampler/pruner objects, and ``run_search`` does the rest.
+Only this file reads a ``DictConfig``: ``settings_from_config`` turns it into dataclasses (with
+``nas.config.from_mapping``) and instantiated sampler/pruner objects, and ``run_search`` does
+the rest. The configs are the shipped ``conf/`` folder (``nas.resources``); a bad key or value
+is one line on stderr and exit code 2 (``nas.cli.run_cli``).
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from nas.search.objective import LatencySettings, Objectives, TrialSettings
+from nas import resources
+from nas.cli import hydra_task, run_cli
+from nas.config import from_mapping
+from nas.errors import ConfigError
+from nas.search.space import SpaceError
 from nas.search.study import SearchSettings, run_search
 
 __all__ = ["main", "resolve_path", "settings_from_config"]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_SPACE_KEYS = ("path", "budgets")
+# top-level keys only read through interpolation (``${seed}`` in the sampler and train groups)
+_INTERPOLATED = ("seed",)
+# config keys that are not SearchSettings fields (the space group becomes two fields)
+_RENAMED = {"space": ("space_path", "budget_overrides")}
 
 
 def resolve_path(path: str | Path) -> Path:
-    """A path as given if it exists (relative to the working directory), else under the project."""
-    p = Path(path)
-    if p.is_absolute() or p.exists() or not (PROJECT_ROOT / p).exists():
-        return p
-    return PROJECT_ROOT / p
+    """A search-space path as given when it exists, else the shipped ``search_spaces/`` file."""
+    return resources.locate(path, "search_spaces")
 
 
-def build_dataclass(cls: type, values: dict[str, Any], group: str) -> Any:
-    """``cls(**values)`` with an error that names the config group and the valid keys."""
-    from_dict = getattr(cls, "from_dict", None)
-    if callable(from_dict):
-        return from_dict(values)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - fields)
+def _space_fields(space: Any) -> dict[str, Any]:
+    if not isinstance(space, Mapping) or "path" not in space:
+        raise ConfigError(f"space: expected a mapping with keys {list(_SPACE_KEYS)}, "
+                          f"got {space!r}")
+    unknown = sorted(set(space) - set(_SPACE_KEYS))
     if unknown:
-        raise ValueError(f"config group {group!r}: unknown key(s) {unknown}; "
-                         f"valid: {sorted(fields)}")
-    return cls(**values)
+        raise ConfigError(f"space: unknown keys {unknown}; valid: {list(_SPACE_KEYS)}")
+    return {"space_path": resolve_path(str(space["path"])),
+            "budget_overrides": space.get("budgets") or {}}  # fmt: skip
 
 
 def settings_from_config(cfg: DictConfig) -> SearchSettings:
-    """The plain ``SearchSettings`` of a composed ``conf/search.yaml``."""
+    """The plain ``SearchSettings`` of a composed ``conf/search.yaml``.
+
+    Groups with a ``_target_`` (sampler, pruner) are instantiated by Hydra; ``data`` and
+    ``train`` become ``DataConfig`` / ``TrainConfig``; every other key is converted to its
+    ``SearchSettings`` field's type by ``from_mapping``.
+
+    Raises:
+        ConfigError: an unknown key or a bad value (the message names the key path).
+    """
     from hydra.utils import instantiate
 
     from nas.data import DataConfig
     from nas.train import TrainConfig
 
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    trial = dict(plain.get("trial") or {})
-    latency = LatencySettings(**(trial.pop("latency", None) or {}))
-    space = plain["space"]
-    objectives = plain["objectives"]
-    return SearchSettings(
-        study_name=str(plain["study_name"]),
-        n_trials=int(plain["n_trials"]),
-        storage=plain.get("storage"),
-        seed=int(plain.get("seed", 0)),
-        results_dir=Path(plain.get("results_dir", "results")),
-        space_path=resolve_path(space["path"]),
-        budget_overrides=dict(space.get("budgets") or {}),
-        objectives=Objectives(objectives["maximize"], tuple(objectives.get("minimize") or ())),
-        data=build_dataclass(DataConfig, plain["data"], "data"),
-        train=build_dataclass(TrainConfig, plain["train"], "train"),
-        sampler=instantiate(cfg.sampler),
-        pruner=instantiate(cfg.pruner),
-        trial=TrialSettings(latency=latency, **trial),
-    )
+    plain.pop("seed", None)  # only interpolated (${seed}: the sampler's and train.seed)
+    plain.pop("launcher", None), plain.pop("workers", None)  # read by nas.search.launch
+    fields = set(SearchSettings.__dataclass_fields__)
+    renamed = {f for names in _RENAMED.values() for f in names}
+    valid = sorted(fields - renamed | set(_RENAMED) | set(_INTERPOLATED))
+    unknown = sorted(k for k in plain if k not in valid)
+    if unknown:
+        raise ConfigError(f"unknown top-level keys {unknown}; valid: {valid}")
+    for key in _INTERPOLATED:
+        if key not in fields:
+            plain.pop(key, None)
+    values: dict[str, Any] = _space_fields(plain.pop("space", None))
+    converters = {"data": DataConfig.from_dict, "train": TrainConfig.from_dict}
+    for key, value in plain.items():
+        if key in converters:
+            values[key] = converters[key](value)
+        elif isinstance(value, Mapping) and "_target_" in value:
+            values[key] = instantiate(cfg[key])
+        else:
+            values[key] = value
+    return from_mapping(SearchSettings, values)
 
 
-@hydra.main(config_path="../../conf", config_name="search", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Compose the config, convert it, run the search."""
-    run_search(settings_from_config(cfg))
+@hydra.main(config_path=str(resources.path("conf")), config_name="search", version_base="1.3")
+@hydra_task(known=(SpaceError,))
+def _hydra_main(cfg: DictConfig) -> None:
+    """Compose the config, convert it, run the search (``launcher``: in how many workers)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from nas.search.launch import LauncherSettings, launch
+
+    launcher = LauncherSettings.from_config(
+        OmegaConf.to_container(cfg.get("launcher")), cfg.get("workers", 1))
+    settings = settings_from_config(cfg)
+    launch(launcher, HydraConfig.get().overrides.task, cfg.train.get("threads"),
+           lambda write: run_search(replace(settings, write_results=write)))
+
+
+def main() -> int:
+    """Console entry point: the search, with bad input reported as one line (exit code 2)."""
+    return run_cli(_hydra_main)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -6,7 +6,10 @@ weights_only=True)`` reads it), the model YAML (``<model name>.yaml``, ultralyti
 ``metrics.json``. The last line printed is that folder.
 
 Hydra takes no positional arguments, so the first argument without ``=`` becomes a ``model=``
-override before Hydra parses the command line.
+override before Hydra parses the command line. The configs are the shipped ``conf/`` folder
+(``nas.resources``; add your own groups with ``--config-dir DIR``). Bad input (an unknown model
+or key, a bad value, a missing dataset) is one line on stderr and exit code 2
+(``nas.cli.run_cli``; ``LITEYOLO_DEBUG=1`` shows the traceback).
 
 Example:
     $ python -m nas.train yolov8n.yaml train=brief
@@ -27,8 +30,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from nas import resources
+from nas.cli import hydra_task, run_cli
 from nas.data import DataConfig, prepare_data
-from nas.model import build_model, count_gflops, count_params, resolve_model_path, save_arch
+from nas.model import build_model, count_gflops, count_params, load_arch, save_arch
+from nas.model.arch import resolve_model_path
 from nas.train.config import TrainConfig
 from nas.train.engine import FitResult, fit
 
@@ -110,9 +116,10 @@ def run_training(
     """
     started = time.perf_counter()
     path = resolve_model_path(model_name)
+    arch = load_arch(model_name)  # a bad model YAML fails before the data is prepared
     data = prepare_data(data_cfg, train_cfg.imgsz, train_cfg.device, progress=progress)
     torch.manual_seed(train_cfg.seed)  # the initial weights depend on the seed only
-    model = build_model(model_name, nc=len(data.names))
+    model = build_model(arch, nc=len(data.names))
     result = fit(model, data, train_cfg, progress=progress)
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +158,8 @@ def run_training(
     return TrainingRun(model, result, output_dir)
 
 
-@hydra.main(config_path="../../conf", config_name="train", version_base="1.3")
+@hydra.main(config_path=str(resources.path("conf")), config_name="train", version_base="1.3")
+@hydra_task()
 def _hydra_main(cfg: DictConfig) -> None:
     """Compose, convert to plain dataclasses, train."""
     data_values = OmegaConf.to_container(cfg.data, resolve=True)
@@ -164,11 +172,11 @@ def _hydra_main(cfg: DictConfig) -> None:
     )
 
 
-def main() -> None:
+def main() -> int:
     """Console entry point: move a positional MODEL.yaml into ``model=``, then run Hydra."""
     sys.argv = model_to_override(sys.argv)
-    _hydra_main()
+    return run_cli(_hydra_main)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from nas.config import from_mapping
 from nas.data.augment import AugmentConfig
+from nas.errors import ConfigError
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig"]
 
@@ -45,8 +47,9 @@ class TrainConfig:
         conf: Score threshold of evaluation.
         iou: NMS IoU threshold of evaluation.
         max_det: Detections per image in evaluation.
-        augment: Training augmentation (``nas.data.augment.AugmentConfig``); None: the data
-            configuration's (``PreparedData.augment``).
+        augment: Training augmentation (``nas.data.augment.AugmentConfig``: flip, scale and
+            translate jitter, HSV, mosaic; ``enabled=False`` turns it off). Its only home: the
+            data configuration has none.
         close_mosaic: Train the last k epochs without mosaic (as ultralytics' option of that
             name: the model ends on images that look like the validation ones).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
@@ -83,7 +86,7 @@ class TrainConfig:
     conf: float = 0.001
     iou: float = 0.7
     max_det: int = 300
-    augment: AugmentConfig | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     close_mosaic: int = 0
     device: str = "cpu"
     amp: bool | None = None
@@ -97,12 +100,13 @@ class TrainConfig:
     distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.augment, Mapping):
-            object.__setattr__(self, "augment", _augment_from(dict(self.augment)))
+        if not isinstance(self.augment, AugmentConfig):
+            raise ConfigError(f"train.augment: {self.augment!r} is not an AugmentConfig (give a "
+                              "mapping of its keys; enabled: false turns augmentation off)")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"train: optimizer={self.optimizer!r}, choose one of {OPTIMIZERS}")
+            raise ConfigError(f"train: optimizer={self.optimizer!r}; valid: {list(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"train: schedule={self.schedule!r}, choose one of {SCHEDULES}")
+            raise ConfigError(f"train: schedule={self.schedule!r}; valid: {list(SCHEDULES)}")
         checks = {
             "epochs": self.epochs >= 1,
             "imgsz": self.imgsz >= 32 and self.imgsz % 32 == 0,
@@ -130,7 +134,7 @@ class TrainConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
-            raise ValueError(
+            raise ConfigError(
                 f"train: invalid {values} (epochs >= 1, imgsz a multiple of 32, batch_size >= 1, "
                 "lr0 > 0, 0 <= lrf <= 1, 0 <= momentum < 1, weight_decay >= 0, warmup_* >= 0, "
                 "0 <= ema_decay < 1, 0 <= conf < 1, 0 < iou <= 1, close_mosaic >= 0, "
@@ -139,17 +143,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build from a plain mapping (e.g. a resolved Hydra group); unknown keys are errors.
+        """Build from a plain mapping (e.g. a resolved Hydra group), see ``nas.config``.
+
+        Raises:
+            ConfigError: an unknown key (the message lists the valid ones) or a bad value.
 
         Example:
             >>> TrainConfig.from_dict({"epochs": 2, "augment": {"enabled": False}}).augment.enabled
             False
         """
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"train: unknown keys {unknown}; valid keys: {known}")
-        return cls(**dict(values))
+        return from_mapping(cls, values, "train")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready dict (``from_dict(to_dict())`` round-trips)."""
@@ -159,10 +162,3 @@ class TrainConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-
-def _augment_from(values: dict[str, Any]) -> AugmentConfig:
-    known = [f.name for f in dataclasses.fields(AugmentConfig)]
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"train.augment: unknown keys {unknown}; valid keys: {known}")
-    return AugmentConfig(**values)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from nas.data.augment import AugmentConfig
 from nas.data.batches import iterate_batches
+from nas.errors import ConfigError
 from nas.train.config import TrainConfig
 from nas.train.distill import Distiller, build_distiller
 from nas.train.evaluate import EvalResult, evaluate
@@ -294,6 +295,7 @@ def fit(
     Raises:
         NonFiniteLossError: the loss became NaN or infinite.
         ValueError: the model's class count differs from the data's.
+        ConfigError: the data was prepared at another image size than ``cfg.imgsz``.
 
     Example:
         >>> from nas.model import build_model
@@ -309,6 +311,10 @@ def fit(
                          f"({data.names})")  # fmt: skip
     if len(data.train) == 0:
         raise ValueError("fit: the training cache is empty")
+    sizes = {"train": data.train.imgsz, "val": data.val.imgsz}
+    if any(size != cfg.imgsz for size in sizes.values()):
+        raise ConfigError(f"fit: train.imgsz={cfg.imgsz} but the data was prepared at "
+                          f"{sizes}; call prepare_data(..., imgsz={cfg.imgsz})")  # fmt: skip
     started = time.perf_counter()
     device = torch.device(cfg.device)
     cuda = device.type == "cuda"
@@ -327,7 +333,7 @@ def fit(
             scaler=torch.amp.GradScaler(device.type, enabled=amp),
             ema=ModelEMA(model, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None,
             generator=torch.Generator().manual_seed(cfg.seed),
-            augment=cfg.augment if cfg.augment is not None else getattr(data, "augment", None),
+            augment=cfg.augment,
             device=device,
             amp=amp,
             channels_last=channels_last,
