@@ -114,6 +114,8 @@ class SearchSettings:
         trial: per-trial options.
         rungs: the multi-fidelity schedule (one rung: a plain search).
         evaluator: the evaluator's config (``{"name": ..., **settings}``; None: standalone).
+        write_results: write trials.csv, the plots and front/ at the end (a launched worker
+            does not: its launcher does, once, when every worker finished).
     """
 
     study_name: str
@@ -130,6 +132,7 @@ class SearchSettings:
     trial: TrialSettings = field(default_factory=TrialSettings)
     rungs: RungSchedule = field(default_factory=RungSchedule)
     evaluator: dict[str, Any] | None = None
+    write_results: bool = True
 
 
 def run_search(settings: SearchSettings) -> optuna.Study:
@@ -213,8 +216,9 @@ def run_search(settings: SearchSettings) -> optuna.Study:
             outcome = _evaluate(trial, ctx)
         frozen = study.tell(trial, outcome.values, state=outcome.state, skip_if_finished=True)
         _progress(study, frozen, settings, time.perf_counter() - started, stale)
-    write_results(study, out_dir, settings.objectives, space=space,
-                  top_rung=settings.rungs.top)
+    if settings.write_results:
+        write_results(study, out_dir, settings.objectives, space=space,
+                      top_rung=settings.rungs.top)
     return study
 
 
