@@ -74,6 +74,41 @@ def designs(space: SearchSpace, n: int, seed: int) -> list[tuple[str, dict[str, 
     return out[:n]
 
 
+def optuna_designs(space: SearchSpace, draws: int, names: list[str], nc: int,
+                   seed: int) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
+    """The baseline, the seeds and ``draws`` candidates of a seeded Optuna ``RandomSampler``
+    named ``sample<i>`` (the draws of ``python -m nas.fidelity --space ... --sample``), kept
+    when named in ``names`` (all when empty)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = [("baseline", space.baseline_choices()), *space.seeds.items()]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for i in range(draws):
+        trial = study.ask()
+        out.append((f"sample{i}", space.sample(trial)))
+        study.tell(trial, 0.0)
+    return [(n, c) for n, c in out if not names or n in names]
+
+
+def cached_scores(paths: list[Path], panel: list[tuple[str, dict[str, Any]]], space: SearchSpace,
+                  nc: int) -> dict[str, list[float | None]]:  # fmt: skip
+    """Per recipe, the mean mAP50-95 over seeds of each panel design in JSONL run records
+    (``arch_hash``, ``recipe``, ``map50_95`` per line, as ``results/fidelity-cache.jsonl``)."""
+    from nas.search.objective import arch_hash
+
+    hashes = [arch_hash(dump_arch(to_arch(space, c, nc))) for _, c in panel]
+    found: dict[str, dict[str, list[float]]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if "map50_95" in row and row.get("arch_hash") in hashes:
+                found.setdefault(row["recipe"], {}).setdefault(row["arch_hash"], []).append(
+                    float(row["map50_95"]))
+    return {recipe: [sum(v) / len(v) if (v := by_hash.get(h)) else None for h in hashes]
+            for recipe, by_hash in found.items()}
+
+
 def trial_counts(model: torch.nn.Module) -> dict[str, float]:
     """What every search trial measures before scoring (conf/search.yaml's trial settings)."""
     return {
@@ -134,6 +169,14 @@ def main() -> None:
     parser.add_argument("--sampling", nargs="*", default=["fair"], help="uniform and/or fair")
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--standalone", type=int, default=10, help="designs trained standalone")
+    parser.add_argument("--panel", choices=["own", "optuna"], default="own",
+                        help="own: baseline, seeds, random designs up to --standalone; optuna: "
+                             "baseline, seeds, --draws RandomSampler draws named sample<i>")
+    parser.add_argument("--draws", type=int, default=24)
+    parser.add_argument("--designs", nargs="*", default=[], help="keep these panel names")
+    parser.add_argument("--no-train", action="store_true", help="do not train the panel")
+    parser.add_argument("--cache", type=Path, nargs="*", default=[],
+                        help="JSONL run records with reference scores of the panel designs")
     parser.add_argument("--reference", type=Path, default=None,
                         help="standalone results of an earlier --json report")
     parser.add_argument("--bn-batches", type=int, default=8)
@@ -155,10 +198,12 @@ def main() -> None:
     print(f"data: {len(data.train)} train / {len(data.val)} val images at {train.imgsz} px, "
           f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
     space = load_space(ROOT / "search_spaces/default.yaml")
-    panel = designs(space, args.standalone, args.seed)
+    nc = data.num_classes
+    panel = (designs(space, args.standalone, args.seed) if args.panel == "own" else
+             optuna_designs(space, args.draws, args.designs, nc, args.seed))  # fmt: skip
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
                               "standalone": [], "supernet": {}}  # fmt: skip
-    if args.reference is None:
+    if args.reference is None and not args.no_train:
         report["standalone"] = train_panel(panel, space, data, train)
 
     rng = random.Random(args.seed + 1)
@@ -192,6 +237,25 @@ def main() -> None:
     if args.reference is not None and panel:
         report["standalone"] = read_reference(args.reference, panel)
     summarise(report, len(pool))
+    if args.cache:
+        report["cached"] = cached_scores(args.cache, panel, space, nc)
+        recipes = sorted(report["cached"])
+        print(f"{'design':28s} " + " ".join(f"{r:>9s}" for r in report["supernet"])
+              + " | " + " ".join(f"{r[:9]:>9s}" for r in recipes))  # fmt: skip
+        for i, (name, _) in enumerate(panel):
+            mine = " ".join(f"{r['panel_scores'][i]:9.4f}" for r in report["supernet"].values())
+            theirs = " ".join("        -" if (t := report["cached"][r][i]) is None else
+                              f"{t:9.4f}" for r in recipes)  # fmt: skip
+            print(f"{name:28s} {mine} | {theirs}")
+        for recipe, truth in report["cached"].items():
+            for rule, r in report["supernet"].items():
+                pairs = [(s, t) for s, t in zip(r["panel_scores"], truth, strict=True)
+                         if t is not None]
+                if len(pairs) > 2:
+                    tau, p = kendalltau(*zip(*pairs, strict=True))
+                    r[f"kendall_tau_{recipe}"] = tau
+                    print(f"supernet[{rule}] vs cached recipe {recipe!r}: Kendall tau "
+                          f"{tau:.3f} (p={p:.3g}, {len(pairs)} designs)")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
 
