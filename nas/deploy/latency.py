@@ -28,7 +28,12 @@ from nas.deploy.onnx_export import export_onnx
 from nas.deploy.session import default_threads, make_session
 from nas.model.counting import LatencyStats
 
-__all__ = ["LatencyResult", "measure_ort_latency", "measure_session_latency"]
+__all__ = [
+    "LatencyResult",
+    "compare_latency",
+    "measure_ort_latency",
+    "measure_session_latency",
+]
 
 
 @dataclass(frozen=True)
@@ -70,13 +75,17 @@ def measure_session_latency(
         start = time.perf_counter()
         session.run(None, feed)
         times.append((time.perf_counter() - start) * 1000.0)
+    return _result(times, shape, threads)
+
+
+def _result(times: list[float], shape: list[int], threads: int) -> LatencyResult:
     ordered = sorted(times)
     return LatencyResult(
         median_ms=statistics.median(times),
         mean_ms=statistics.fmean(times),
         p90_ms=float(np.percentile(times, 90)),
         min_ms=ordered[0],
-        repeats=repeats,
+        repeats=len(times),
         batch=shape[0],
         imgsz=shape[-1],
         device="onnxruntime-cpu",
@@ -112,3 +121,38 @@ def measure_ort_latency(
     with tempfile.TemporaryDirectory(prefix="liteyolo-ort-") as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx", imgsz=imgsz, batch=batch)
         return measure_session_latency(path, threads=threads, warmup=warmup, repeats=repeats)
+
+
+def compare_latency(
+    paths: dict[str, str | Path],
+    *,
+    threads: int | None = None,
+    warmup: int = 10,
+    repeats: int = 50,
+) -> dict[str, LatencyResult]:
+    """Latency of several ``.onnx`` files measured in the same conditions: one session each,
+    warmed up, then timed round-robin (run ``i`` of every model before run ``i + 1`` of any),
+    so a change of machine load over the measurement affects them alike.
+
+    Returns:
+        One :class:`LatencyResult` per key of ``paths``.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    threads = default_threads() if threads is None else threads
+    runs = {}
+    for name, path in paths.items():
+        session = make_session(path, threads=threads)
+        spec = session.get_inputs()[0]
+        shape = [int(d) for d in spec.shape]
+        runs[name] = (session, {spec.name: np.zeros(shape, dtype=np.float32)}, shape)
+    for session, feed, _ in runs.values():
+        for _ in range(warmup):
+            session.run(None, feed)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, (session, feed, _) in runs.items():
+            start = time.perf_counter()
+            session.run(None, feed)
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    return {name: _result(times[name], shape, threads) for name, (_, _, shape) in runs.items()}
