@@ -1,34 +1,28 @@
-"""Every figure of ../shared/REFERENCE.md (measured with ultralytics 8.4.190), reproduced."""
+"""The reference counts of ``tests/data/reference_counts.yaml`` (measured with ultralytics
+8.4.190), reproduced by this project's builder and counters."""
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from nas.model.counting import count_gflops, count_params, count_trainable_params
 from nas.model.detector import Detector, build_model
 
-# (model name, nc, params, GFLOPs at 640) from REFERENCE.md "Parameters and GFLOPs"
-REFERENCE = [
-    ("yolov8n.yaml", 80, 3_157_200, 8.8551),
-    ("yolov8n.yaml", 1, 3_011_043, 8.1917),
-    ("yolov8n.yaml", 3, 3_011_433, 8.1938),
-    ("yolov8n.yaml", 20, 3_014_748, 8.2121),
-    ("yolov8s.yaml", 80, 11_166_560, 28.8119),
-    ("yolov8n-adown.yaml", 80, 2_877_648, 8.3439),
-    ("yolov8n-adown-head.yaml", 80, 2_744_528, 8.1735),
-    ("yolov8n-ghost.yaml", 80, 1_865_316, 5.8031),
-    ("yolov8n-ghostnet.yaml", 80, 2_502_908, 7.0781),
-]
-DETECT_ALONE = {80: 897_664, 1: 751_507, 20: 755_212, 3: 751_897}
-# BLOCKS.md: n-scale per-layer params at nc=1 (Upsample / Concat rows have none)
-PER_LAYER_NC1 = {
-    0: 464, 1: 4_672, 2: 7_360, 3: 18_560, 4: 49_664, 5: 73_984, 6: 197_632, 7: 295_424,
-    8: 460_288, 9: 164_608, 10: 0, 11: 0, 12: 148_224, 13: 0, 14: 0, 15: 37_248, 16: 36_992,
-    17: 0, 18: 123_648, 19: 147_712, 20: 0, 21: 493_056, 22: 751_507,
-}
+_DATA = yaml.safe_load((Path(__file__).parent / "data" / "reference_counts.yaml").read_text())
+# (model name, nc, params, GFLOPs at 640)
+REFERENCE = [(m["name"], m["nc"], m["params"], m["gflops"]) for m in _DATA["models"]]
+DETECT_ALONE: dict[int, int] = _DATA["detect_alone"]
+PER_LAYER_NC1: dict[int, int] = _DATA["per_layer_nc1"]
+
+
+def test_reference_data_states_its_source() -> None:
+    assert "ultralytics 8.4.190" in _DATA["source"]
+    assert len(REFERENCE) == 9 and sum(PER_LAYER_NC1.values()) == 3_011_043
 
 
 @functools.cache
