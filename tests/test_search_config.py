@@ -85,3 +85,33 @@ def test_bad_option_names_the_group() -> None:
 
     with pytest.raises(MissingConfigException, match="sampler"):
         compose_search("sampler=nope")
+
+
+def test_space_path_own_file_or_shipped_from_any_folder(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from nas import resources
+
+    own = tmp_path / "my_space.yaml"
+    own.write_text((CONF.parent / "search_spaces" / "tiny.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert settings_from_config(compose_search(f"space.path={own}")).space_path == own
+    assert settings_from_config(compose_search("space.path=my_space.yaml")).space_path == Path(
+        "my_space.yaml")  # relative to the working directory first
+    shipped = settings_from_config(compose_search("space=tiny")).space_path
+    assert shipped == resources.path("search_spaces") / "tiny.yaml" and shipped.is_file()
+
+
+def test_bad_values_name_the_key() -> None:
+    from nas.errors import ConfigError
+
+    cases = {
+        "n_trials=abc": "n_trials: 'abc' is not an integer",
+        "trial.latency.repeats=many": "trial.latency.repeats: 'many' is not an integer",
+        "+trial.latency.bogus=1": "trial.latency: unknown keys ['bogus']; valid: ['batch'",
+        "+bogus=1": "unknown top-level keys ['bogus']; valid: [",
+        "objectives.maximize=speed": "objectives.maximize: 'speed'; valid: ['map50_95'",
+        "train.epochs=0": "train: invalid epochs=0",
+    }
+    for override, message in cases.items():
+        with pytest.raises(ConfigError) as info:
+            settings_from_config(compose_search(override))
+        assert message in str(info.value), (override, str(info.value))

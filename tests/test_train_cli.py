@@ -60,6 +60,8 @@ def test_first_bare_argument_becomes_the_model_override() -> None:
     assert model_to_override(["p", "-m", "m.yaml", "seed=1,2"]) == [
         "p", "-m", "model=m.yaml", "seed=1,2"]  # fmt: skip
     assert model_to_override(["p"]) == ["p"]
+    assert model_to_override(["p", "m.yaml", "--config-dir", "mine", "data=x", "-cn", "t"]) == [
+        "p", "--config-dir", "mine", "-cn", "t", "model=m.yaml", "data=x"]  # fmt: skip
 
 
 def test_train_groups_compose_and_top_level_overrides_win() -> None:

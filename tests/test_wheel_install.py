@@ -6,7 +6,8 @@ nothing in the repository. The fresh environment sees this environment's depende
 optuna, hydra...) through a ``.pth`` file naming a folder of links to this environment's
 ``site-packages`` entries, minus this project's own (its editable finder, ``nas``, its
 dist-info), and gets the wheel with ``pip install --no-deps --no-index``: nothing is
-downloaded. The commands then run from an empty folder.
+downloaded. The commands then run from an empty folder, one of them with a user's own
+config group (``--config-dir``).
 """
 
 from __future__ import annotations
@@ -113,13 +114,18 @@ def test_installed_commands_run_from_an_empty_folder(venv: Path, tmp_path: Path)
     assert (work / "results" / "quick" / "trials.csv").is_file(), search.stdout[-2000:]
 
     out = work / "run"
-    tiny = ["data.synthetic.num_train=8", "data.synthetic.num_val=4",
-            "data.synthetic.image_size=64", "data.synthetic.min_size=8", "imgsz=64",
-            "train.batch_size=4", "train.threads=1", "progress=false"]  # fmt: skip
-    train = _run([str(venv), "-m", "nas.train", "yolov8n.yaml", "train=brief", "epochs=1",
-                  *tiny, f"hydra.run.dir={out}"], work, env)  # fmt: skip
+    mine = tmp_path / "my_conf"  # a user's own config group option, by --config-dir
+    (mine / "data").mkdir(parents=True)
+    (mine / "data" / "tiny.yaml").write_text(
+        "format: synthetic\nsynthetic: {num_train: 8, num_val: 4, image_size: 64, "
+        "min_size: 8.0}\n")  # fmt: skip
+    tiny = ["imgsz=64", "train.batch_size=4", "train.threads=1", "progress=false"]
+    train = _run([str(venv), "-m", "nas.train", "yolov8n.yaml", "--config-dir", str(mine),
+                  "data=tiny", "train=brief", "epochs=1", *tiny, f"hydra.run.dir={out}"],
+                 work, env)  # fmt: skip
     assert train.stdout.strip().splitlines()[-1] == str(out)
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["train_images"] == 8  # the user's data group
 
     bad = subprocess.run([str(venv), "-m", "nas.train", "nosuch.yaml"], cwd=work, env=env,
                          capture_output=True, text=True, timeout=120)  # fmt: skip

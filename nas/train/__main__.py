@@ -61,32 +61,37 @@ class TrainingRun(NamedTuple):
 def model_to_override(argv: list[str]) -> list[str]:
     """Turn the first bare argument (no ``=``, not an option) into ``model=<it>``.
 
-    Values of Hydra's own options (``--cfg job``, ``-cn name``, ``--info defaults``...) are left
-    alone.
+    Hydra's own options (``--config-dir DIR``, ``--cfg job``, ``-m``...) move before the
+    overrides, with their values: Hydra's parser takes the overrides as one positional list,
+    which an option in between would cut (``MODEL.yaml --config-dir DIR data=mine``).
 
     Example:
         >>> model_to_override(["prog", "yolov8n.yaml", "epochs=3"])
         ['prog', 'model=yolov8n.yaml', 'epochs=3']
+        >>> model_to_override(["prog", "m.yaml", "-cd", "my_conf", "data=mine"])
+        ['prog', '-cd', 'my_conf', 'model=m.yaml', 'data=mine']
     """
-    out = list(argv[:1])
+    options: list[str] = []
+    overrides: list[str] = []
     moved = False
     takes_value = False
     for arg in argv[1:]:
         if takes_value:
-            out.append(arg)
+            options.append(arg)
             takes_value = False
             continue
         if arg.startswith("-"):
-            takes_value = arg in _VALUE_OPTIONS
-            out.append(arg)
+            takes_value = arg in _VALUE_OPTIONS and "=" not in arg
+            options.append(arg)
             continue
-        info_value = out[-1] in _INFO_OPTIONS and arg in _INFO_VALUES
-        if not moved and "=" not in arg and not info_value:
-            out.append(f"model={arg}")
+        if options and options[-1] in _INFO_OPTIONS and arg in _INFO_VALUES:
+            options.append(arg)
+        elif not moved and "=" not in arg:
+            overrides.append(f"model={arg}")
             moved = True
         else:
-            out.append(arg)
-    return out
+            overrides.append(arg)
+    return [*argv[:1], *options, *overrides]
 
 
 def train_config_from(cfg: DictConfig) -> TrainConfig:
