@@ -45,6 +45,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
     return prepare_data(cfg, imgsz=64, device="cpu", progress=False)
 
 
+@pytest.mark.slow
 def test_pruned_model_reaches_the_target_runs_trains_and_loads_back(
     tiny_data: PreparedData, tmp_path: Path
 ) -> None:

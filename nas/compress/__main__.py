@@ -43,8 +43,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", default="results", help="the search's results_dir")
     parser.add_argument("--data", default="synthetic", help="a conf/data option")
     parser.add_argument("--train", default="brief", help="a conf/train option (fine-tuning)")
-    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per stage")
-    parser.add_argument("--lr0", type=float, default=None, help="fine-tuning peak lr")
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="fine-tuning epochs after each pruning step")  # fmt: skip
+    parser.add_argument("--lr0", type=float, default=0.001,
+                        help="fine-tuning peak lr (no warm-up: the weights are trained)")
     parser.add_argument("--imgsz", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--stages", default="int8,prune,distill",
                         help="comma-separated subset of int8,prune,distill")  # fmt: skip
