@@ -119,3 +119,15 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
         importlib.import_module("nas.deploy")
     assert EXTRA_HINT == "pip install -e '.[deploy]'"
     assert issubclass(MissingExtraError, ImportError)
+
+
+def test_deploy_command_exports_and_times(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:  # fmt: skip
+    from nas.deploy.__main__ import main
+
+    out = tmp_path / "m.onnx"
+    assert main(["yolov8n.yaml", "--nc", "3", "--imgsz", "64", "--out", str(out),
+                 "--threads", "1"]) == 0  # fmt: skip
+    assert out.is_file() and "fp32:" in capsys.readouterr().out
+    assert main(["yolov8n.yaml", "--weights", str(tmp_path / "missing.pt")]) == 2
+    assert capsys.readouterr().err.startswith("error: --weights")
