@@ -84,7 +84,7 @@ class SupernetEvaluator:
     def prepare(self, ctx: EvalContext, *, on_step: Callable[[int], None] | None = None) -> None:
         """Train, resume or load the study's supernet; record its cost and loss curve."""
         s = self.settings
-        cfg = dataclasses.replace(ctx.train, epochs=s.epochs)
+        cfg = dataclasses.replace(ctx.train, epochs=s.epochs, ema=s.ema)
         plan = plan_supernet(ctx.space, ctx.nc)
         torch.manual_seed(cfg.seed)
         supernet = SuperNet(plan)

@@ -54,7 +54,11 @@ class SupernetRun:
         steps: Optimizer steps done.
         epochs: Epochs of the recipe.
         seconds: Wall time of the training steps, all runs together.
+        cpu_seconds: CPU time of this process (all its threads) in the training steps, all
+            runs together.
         resumed_from: The step this process started at (0: a fresh training).
+        earlier_seconds: ``seconds`` of the earlier runs (what the checkpoint held).
+        earlier_cpu_seconds: ``cpu_seconds`` of the earlier runs.
         history: One row per step: ``HISTORY_COLUMNS``.
     """
 
@@ -62,6 +66,9 @@ class SupernetRun:
     epochs: int
     seconds: float
     resumed_from: int
+    cpu_seconds: float = 0.0
+    earlier_seconds: float = 0.0
+    earlier_cpu_seconds: float = 0.0
     history: list[tuple[Any, ...]] = field(default_factory=list)
 
     def epoch_losses(self) -> list[float]:
@@ -154,6 +161,7 @@ def train_supernet(
         if checkpoint.is_file():
             _load(checkpoint, fingerprint, supernet, optimizer, scaler, ema, run)
             run.resumed_from = run.steps
+            run.earlier_seconds, run.earlier_cpu_seconds = run.seconds, run.cpu_seconds
             logger.info("supernet: resuming %s at step %d of %d", checkpoint, run.steps, total)
         loss_fn = DetectionLoss(supernet.nc, supernet.stride, reg_max=supernet.head.reg_max)
         augment = cfg.augment if cfg.augment is not None else data.augment
@@ -167,7 +175,7 @@ def train_supernet(
             for k, batch in enumerate(batches):
                 if k < skip:  # drawn (the generator advances) but already trained on
                     continue
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 supernet.set_path(sampler.path(run.steps))
                 _set_schedule(optimizer, schedule_at(run.steps, total, warmup, cfg))
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -189,6 +197,7 @@ def train_supernet(
                 run.history.append((run.steps, epoch, supernet.active, *losses[1:]))
                 run.steps += 1
                 run.seconds += time.perf_counter() - start
+                run.cpu_seconds += time.process_time() - cpu
                 bar.update(1)
                 if run.steps % checkpoint_every == 0 or run.steps == total:
                     _save(checkpoint, fingerprint, supernet, optimizer, scaler, ema, run)
@@ -215,6 +224,7 @@ def _save(
         "fingerprint": dict(fingerprint),
         "steps": run.steps,
         "seconds": run.seconds,
+        "cpu_seconds": run.cpu_seconds,
         "history": run.history,
         "model": supernet.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -251,4 +261,5 @@ def _load(
         ema.module.load_state_dict(state["ema"])
         ema.updates = int(state["ema_updates"])
     run.steps, run.seconds = int(state["steps"]), float(state["seconds"])
+    run.cpu_seconds = float(state.get("cpu_seconds", 0.0))
     run.history = [tuple(row) for row in state["history"]]
