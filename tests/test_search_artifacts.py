@@ -63,3 +63,28 @@ def test_front_keeps_only_front_weights(tmp_path: Path) -> None:
     assert kept == {0, 1, 3}
     assert study.user_attrs[DROPPED_ATTR] == [2, 4]
     assert drop_weights_off_front(study, store, directions) == []  # done once
+
+
+def test_study_goes_on_when_the_store_fails(tmp_path: Path) -> None:
+    """Every upload fails (the store's folder is a file): each trial is FAIL with the cause."""
+    import subprocess
+    import sys
+
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "artifacts").write_text("not a folder")
+    cmd = [sys.executable, str(root / "tests" / "fake_search_worker.py"), "n_trials=3",
+           "rungs=single", f"results_dir={tmp_path}"]
+    run = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    journal = str(tmp_path / "quick" / "journal.log")
+    trials = optuna.load_study(study_name="quick", storage=JournalStorage(
+        JournalFileBackend(journal))).trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3  # finished, the study went on
+    for t in trials:
+        reason = t.user_attrs["fail_reason"]
+        assert "[Errno" in reason and "artifacts" in reason, reason  # the cause, the path
