@@ -39,7 +39,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nas.data import DataConfig, DetectionDataset, load_splits, prepare_data  # noqa: E402
+from nas.data import AugmentConfig, DataConfig, DetectionDataset, load_splits, prepare_data  # noqa: E402
 from nas.model import build_model  # noqa: E402
 from nas.train import TrainConfig, fit  # noqa: E402
 
@@ -85,11 +85,12 @@ def run_ours(args: argparse.Namespace) -> dict[str, float]:
     r = recipe(args)
     data_cfg = DataConfig.from_dict({
         "format": "voc", "path": str(BCCD), "train": "train", "val": "val",
-        "augment": {"fliplr": r["fliplr"], "scale": r["scale"], "translate": r["translate"],
-                    "hsv_h": r["hsv_h"], "hsv_s": r["hsv_s"], "hsv_v": r["hsv_v"],
-                    "mosaic": r["mosaic"]},
     })  # fmt: skip
+    augment = AugmentConfig(fliplr=r["fliplr"], scale=r["scale"], translate=r["translate"],
+                            hsv_h=r["hsv_h"], hsv_s=r["hsv_s"], hsv_v=r["hsv_v"],
+                            mosaic=r["mosaic"])  # fmt: skip
     cfg = TrainConfig(
+        augment=augment,
         epochs=args.epochs, imgsz=args.imgsz, batch_size=args.batch, optimizer="sgd",
         lr0=r["lr0"], lrf=r["lrf"], schedule="linear", momentum=r["momentum"],
         weight_decay=r["weight_decay"], warmup_epochs=r["warmup_epochs"],
