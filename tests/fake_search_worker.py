@@ -34,7 +34,11 @@ def fake_fit(model, data, cfg, *, on_epoch=None, progress=True):
 
 
 def main(overrides: list[str]) -> None:
+    import logging
+
     from hydra import compose, initialize_config_dir
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # as Hydra's job logging
 
     import nas.train
     from nas.search.__main__ import settings_from_config

@@ -179,8 +179,13 @@ def _retrying(name: str) -> Callable[..., Any]:
     return call
 
 
-for _name in dir(BaseStorage):
-    if not _name.startswith("_") and callable(getattr(RDBStorage, _name, None)):
+# the public storage API, and the private RDBStorage methods Optuna's _CachedStorage calls
+_CACHED_STORAGE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id",
+                         "_get_trials", "_get_stale_trial_ids")
+for _name in [*dir(BaseStorage), *_CACHED_STORAGE_CALLS]:
+    if (not _name.startswith("_") or _name in _CACHED_STORAGE_CALLS) and callable(
+        getattr(RDBStorage, _name, None)
+    ):
         setattr(RetryingRDBStorage, _name, _retrying(_name))
 
 
