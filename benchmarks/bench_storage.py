@@ -15,7 +15,7 @@ Usage::
 
     python benchmarks/bench_storage.py --workers 1 2 4 --trials 24 \\
         --postgres postgresql://postgres@127.0.0.1:54329/postgres
-    python benchmarks/bench_storage.py --real --workers 1 2 --trials 4
+    python benchmarks/bench_storage.py --real --workers 1 2 --trials 4 [overrides ...]
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def bench_real(args: argparse.Namespace) -> None:
         for i, n in enumerate(args.workers):
             cmd = [sys.executable, "-m", "nas.search", "rungs=single", f"n_trials={args.trials}",
                    "launcher=local", f"workers={n}", f"results_dir={tmp}/{i}",
-                   "study_name=bench"]
+                   "study_name=bench", *args.overrides]
             wall, cpu = run_workers([cmd], dict(os.environ))
             study = optuna.load_study(study_name="bench",
                                       storage=_journal(f"{tmp}/{i}/bench/journal.log"))
@@ -181,6 +181,8 @@ def main() -> None:
                         help="a PostgreSQL server URL (default: $LITEYOLO_TEST_POSTGRES)")
     parser.add_argument("--real", action="store_true",
                         help="the default search with real training (launcher=local)")
+    parser.add_argument("overrides", nargs="*",
+                        help="--real: further overrides of the search (e.g. train.epochs=2)")
     args = parser.parse_args()
     (bench_real if args.real else bench_storage)(args)
 
