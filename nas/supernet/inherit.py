@@ -25,6 +25,7 @@ from nas.search.wiring import to_arch
 from nas.supernet.choice import ChoiceModule
 from nas.supernet.plan import Branch, SupernetError
 from nas.supernet.supernet import SuperNet
+from nas.supernet.train import recipe_augment
 from nas.train import DetectionLoss, build_optimizer
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def finetune(
     optimizer = build_optimizer(model, cfg)
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr0 * cfg.lrf
-    augment = cfg.augment if cfg.augment is not None else data.augment
+    augment = recipe_augment(cfg, data)
     generator = torch.Generator().manual_seed(seed)
     model.train()
     done, total = 0, 0.0

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -36,10 +37,11 @@ from nas.train import DetectionLoss, ModelEMA, NonFiniteLossError, build_optimiz
 
 if TYPE_CHECKING:
     from nas.data import PreparedData
+    from nas.data.augment import AugmentConfig
     from nas.supernet.sampling import PathSampler
     from nas.train import TrainConfig
 
-__all__ = ["HISTORY_COLUMNS", "SupernetRun", "train_supernet"]
+__all__ = ["HISTORY_COLUMNS", "SupernetRun", "recipe_augment", "train_supernet"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,12 @@ def _set_schedule(optimizer: torch.optim.Optimizer, lrs: tuple[float, float, flo
             group["betas"] = (momentum, group["betas"][1])
 
 
+def recipe_augment(cfg: TrainConfig, data: PreparedData) -> AugmentConfig | None:
+    """The recipe's augmentation (older data objects carried it: their ``augment``)."""
+    augment = getattr(cfg, "augment", None)
+    return augment if augment is not None else getattr(data, "augment", None)
+
+
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
@@ -164,11 +172,13 @@ def train_supernet(
             run.earlier_seconds, run.earlier_cpu_seconds = run.seconds, run.cpu_seconds
             logger.info("supernet: resuming %s at step %d of %d", checkpoint, run.steps, total)
         loss_fn = DetectionLoss(supernet.nc, supernet.stride, reg_max=supernet.head.reg_max)
-        augment = cfg.augment if cfg.augment is not None else data.augment
+        augment = recipe_augment(cfg, data)
         bar = tqdm(total=total, initial=run.steps, desc="supernet", disable=not progress)
         supernet.train()
         while run.steps < total:
             epoch, skip = divmod(run.steps, steps_per_epoch)
+            if augment is not None and epoch >= cfg.epochs - cfg.close_mosaic:
+                augment = dataclasses.replace(augment, mosaic=0.0)  # as the engine does
             batches = iterate_batches(data.train, cfg.batch_size, shuffle=True,
                                       generator=_epoch_generator(cfg.seed, epoch),
                                       augment=augment)  # fmt: skip
