@@ -181,6 +181,7 @@ def main() -> None:
                         help="standalone results of an earlier --json report")
     parser.add_argument("--bn-batches", type=int, default=8)
     parser.add_argument("--finetune-steps", type=int, default=0)
+    parser.add_argument("--ema", action="store_true", help="inherit the supernet's EMA weights")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/bench_supernet", help="supernet folders")
@@ -211,9 +212,9 @@ def main() -> None:
                                     for _ in range(max(args.candidates - len(panel), 0))]
     for rule in args.sampling:
         settings = SupernetSettings(epochs=args.epochs, sampling=rule, bn_batches=args.bn_batches,
-                                    finetune_steps=args.finetune_steps)  # fmt: skip
+                                    finetune_steps=args.finetune_steps, ema=args.ema)  # fmt: skip
         evaluator = SupernetEvaluator(settings)
-        folder = Path(args.out) / f"{rule}-e{args.epochs}"
+        folder = Path(args.out) / f"{rule}-e{args.epochs}{'-ema' if args.ema else ''}"
         start, cpu = time.perf_counter(), time.process_time()
         evaluator.prepare(EvalContext(space, data, train, folder, None, data.num_classes))
         prep_s, prep_cpu = time.perf_counter() - start, time.process_time() - cpu
