@@ -3,12 +3,12 @@
 A PROXY benchmark: training every candidate is too slow to repeat over samplers and seeds on a
 2-core CPU, so each candidate of the default search space is scored by
 - its exact parameter count (minimised; the real second objective of the default study), and
-- the SynFlow zero-cost accuracy proxy (maximised; Tanaka et al. 2020, used for NAS by
-  Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021): the sum over
-  parameters of |theta * dR/dtheta| for R = sum of the outputs of the network with |weights| on
-  an all-ones input, taken in log scale. It ranks architectures without training; it is not
-  mAP, so these figures only say how fast each sampler covers a realistic 2-objective front
-  of this categorical space.
+- the SynFlow zero-cost accuracy proxy (``nas.fidelity.proxies.synflow``; maximised; Tanaka et
+  al. 2020, used for NAS by Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR
+  2021): the sum over parameters of |theta * dR/dtheta| for R = sum of the outputs of the
+  network with |weights| on an all-ones input, taken in log scale. It ranks architectures
+  without training; it is not mAP, so these figures only say how fast each sampler covers a
+  realistic 2-objective front of this categorical space.
 
 For each sampler (the conf/sampler options) and seed, K trials run (the baseline and seeds are
 enqueued first, as in a search); the hypervolume of the feasible front (params <= the budget of
@@ -20,7 +20,6 @@ Usage: python benchmarks/bench_samplers.py [--trials 24] [--seeds 0 1 2] [--samp
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from nas.fidelity.proxies import synflow
 from nas.model.counting import count_params
 from nas.model.detector import build_model
 from nas.search.space import SearchSpace, load_space
@@ -44,23 +44,6 @@ SAMPLERS = {
     "gp": lambda seed: optuna.samplers.GPSampler(seed=seed, n_startup_trials=6,
                                                  warn_independent_sampling=False),
 }
-
-
-def synflow(model: torch.nn.Module, imgsz: int = 64) -> float:
-    """log10 of the SynFlow score (linearised network: |weights|, ones input, double)."""
-    model = model.double().eval()
-    model.head.training = True  # raw per-level maps (the eval decode is not differentiable)
-    signs = {}
-    with torch.no_grad():
-        for name, p in model.state_dict().items():
-            signs[name] = torch.sign(p)
-            p.abs_()
-    model.zero_grad()
-    y = model(torch.ones(1, 3, imgsz, imgsz, dtype=torch.float64))  # Detect head included
-    total = sum(t.sum() for t in (y if isinstance(y, list | tuple) else [y]))
-    total.backward()
-    score = sum((p * p.grad).abs().sum().item() for p in model.parameters() if p.grad is not None)
-    return math.log10(score + 1e-30)
 
 
 def evaluate(space: SearchSpace, choices: dict, cache: dict) -> tuple[float, float]:
