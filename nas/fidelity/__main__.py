@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nas.fidelity.recipes import DEFAULT_REFERENCE, RecipeError, compose_recipe, parse_recipe_arg
+from nas.errors import UserError
+from nas.fidelity.recipes import DEFAULT_REFERENCE, compose_recipe, parse_recipe_arg
 
 __all__ = ["build_parser", "main"]
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None, *, train_fn: Callable[..., Any] | None =
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO,
                         format="[fidelity] %(message)s")  # fmt: skip
-    from nas.fidelity.measure import MeasureError, Measurement, run_measurement
+    from nas.fidelity.measure import Measurement, run_measurement
 
     try:
         common = parse_recipe_arg(args.common, "common")[1]
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None, *, train_fn: Callable[..., Any] | None =
         if train_fn is not None:
             spec.train_fn = train_fn
         summary = run_measurement(spec, args)
-    except (RecipeError, MeasureError, ValueError, OSError) as e:
+    except (UserError, ValueError, OSError) as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
         return
     if args.json:

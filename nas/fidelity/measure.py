@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas.errors import UserError
 from nas.fidelity.cache import RunCache
 from nas.fidelity.panel import Design, PanelError, panel_from_models, panel_from_space
 from nas.fidelity.recipes import Recipe
@@ -23,7 +24,7 @@ __all__ = ["MeasureError", "Measurement", "build_jobs", "load_panel", "run_measu
 logger = logging.getLogger(__name__)
 
 
-class MeasureError(ValueError):
+class MeasureError(UserError, ValueError):
     """A measurement that cannot start (unknown study, empty panel...)."""
 
 

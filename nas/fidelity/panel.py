@@ -20,13 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from nas.errors import UserError
+
 __all__ = ["Design", "PanelError", "design_from_yaml", "panel_from_models", "panel_from_space",
            "panel_from_study", "spread"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 
-class PanelError(ValueError):
+class PanelError(UserError, ValueError):
     """No usable design (names the study / file and what was missing)."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.data import DataConfig
+from nas.errors import UserError
 from nas.train import TrainConfig
 
 __all__ = [
@@ -44,7 +45,7 @@ DEFAULT_REFERENCE = ("data.train_subset=null", "data.val_subset=null", "train.im
 _NOT_IN_KEY = ("seed", "threads", "device", "deterministic", "eval_batch_size")
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError, ValueError):
     """A recipe's overrides do not compose (names the recipe and the override)."""
 
 
