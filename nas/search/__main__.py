@@ -29,7 +29,6 @@ from nas import resources
 from nas.cli import hydra_task, run_cli
 from nas.config import from_mapping
 from nas.errors import ConfigError
-from nas.search.space import SpaceError
 from nas.search.study import SearchSettings, run_search
 
 __all__ = ["main", "resolve_path", "settings_from_config"]
@@ -97,7 +96,7 @@ def settings_from_config(cfg: DictConfig) -> SearchSettings:
 
 
 @hydra.main(config_path=str(resources.path("conf")), config_name="search", version_base="1.3")
-@hydra_task(known=(SpaceError,))
+@hydra_task()
 def _hydra_main(cfg: DictConfig) -> None:
     """Compose the config, convert it, run the search (``launcher``: in how many workers)."""
     from hydra.core.hydra_config import HydraConfig

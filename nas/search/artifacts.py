@@ -26,6 +26,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
 from nas.errors import ConfigError
+from nas.search import attrs as A
 
 __all__ = [
     "DROPPED_ATTR",
@@ -39,8 +40,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 KEEP_WEIGHTS = ("front", "all", "none")
-WEIGHTS_ATTR = "weights_artifact"
-RUNG_ATTR = "rung"
+WEIGHTS_ATTR = A.WEIGHTS_ARTIFACT
+RUNG_ATTR = A.RUNG
 DROPPED_ATTR = "weights_dropped"  # study user attr: trial numbers whose weights were removed
 
 

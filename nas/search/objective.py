@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
 from nas.search import attrs as A
+from nas.search.artifacts import keep_policy, store_artifact
 from nas.search.evaluators import Evaluator, Score, StandaloneEvaluator
 from nas.search.rungs import RungSchedule
 from nas.search.space import SearchSpace
@@ -114,7 +115,7 @@ class LatencySettings:
 class TrialSettings:
     """Per-trial options that are not training hyper-parameters."""
 
-    keep_weights: bool = True
+    keep_weights: bool | str = True  # all (true) | front | none (false)
     gflops_imgsz: int = 640
     latency: LatencySettings = field(default_factory=LatencySettings)
     stale_after_s: float = 600.0
@@ -304,7 +305,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
     trial.set_user_attr(A.EPOCHS, int(scores[0].epochs))
     for name, value in scores[0].attrs.items():
         trial.set_user_attr(name, value)
-    if ctx.settings.keep_weights:
+    if keep_policy(ctx.settings.keep_weights) != "none":
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         _upload(trial, ctx, A.WEIGHTS_ARTIFACT, f"trial{trial.number}.pt",
                 "application/octet-stream", lambda p: torch.save(state, p))
@@ -395,7 +396,5 @@ def _upload(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         write(path)
-        artifact_id = upload_artifact(
-            artifact_store=ctx.store, file_path=str(path), study_or_trial=trial, mimetype=mime
-        )
+        artifact_id = store_artifact(ctx.store, trial, path, mime, ctx.artifact_dir)
     trial.set_user_attr(attr, artifact_id)

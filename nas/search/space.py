@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from nas.errors import UserError
 from nas.search.template import GATES
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
 BUDGET_KEYS = ("max_params", "max_gflops", "max_latency_ms")
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """An invalid search space; the message names the file, the key and the valid values."""
 
 

@@ -25,7 +25,9 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.data import DataConfig
+from nas.errors import ConfigError
 from nas.search import attrs as A
+from nas.search.artifacts import drop_weights_off_front, keep_policy
 from nas.search.evaluators import EvalContext, make_evaluator
 from nas.search.objective import (
     Objectives,
@@ -150,7 +152,7 @@ def run_search(settings: SearchSettings) -> optuna.Study:
     space = load_space(settings.space_path)
     space = replace(space, budgets=space.budgets.merged(settings.budget_overrides))
     if settings.n_trials < 1:
-        raise ValueError(f"n_trials must be >= 1, got {settings.n_trials}")
+        raise ConfigError(f"n_trials: must be >= 1, got {settings.n_trials}")
     if (
         settings.pruner is not None
         and not settings.objectives.single
@@ -215,6 +217,10 @@ def run_search(settings: SearchSettings) -> optuna.Study:
         with Heartbeat(study, trial):
             outcome = _evaluate(trial, ctx)
         frozen = study.tell(trial, outcome.values, state=outcome.state, skip_if_finished=True)
+        keep = keep_policy(ctx.settings.keep_weights)
+        if frozen.state == TrialState.COMPLETE and keep == "front":
+            with study_lock(lock):
+                drop_weights_off_front(study, ctx.store, settings.objectives.directions)
         _progress(study, frozen, settings, time.perf_counter() - started, stale)
     if settings.write_results:
         write_results(study, out_dir, settings.objectives, space=space,
