@@ -15,11 +15,11 @@ import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from nas.export import main as export_main
-from nas.export import parse_budget, select_trial
 from nas.model.arch import save_arch
 from nas.model.counting import count_params
 from nas.model.detector import build_model
+from nas.search.export import main as export_main
+from nas.search.export import parse_budget, select_trial
 from nas.search.objective import LatencySettings, Objectives, TrialContext, TrialSettings
 from nas.search.space import load_space, parse_space
 from nas.search.study import _evaluate

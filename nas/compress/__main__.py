@@ -86,10 +86,10 @@ def _compose(data: str, train: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _trial_files(args: argparse.Namespace, out: Path) -> tuple[str, str | None]:
-    """Model YAML and weights of ``--study``'s ``--trial`` (through ``nas.export``)."""
+    """Model YAML and weights of ``--study``'s ``--trial`` (through ``nas.search.export``)."""
     import optuna
 
-    from nas.export import export_trial, select_trial
+    from nas.search.export import export_trial, select_trial
     from nas.search.study import resolve_storage
 
     storage, url = resolve_storage(None, args.study, args.results_dir)
