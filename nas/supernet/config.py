@@ -34,7 +34,7 @@ class SupernetSettings:
     epochs: int = 30
     sampling: str = "fair"
     bn_batches: int = 8
-    finetune_steps: int = 0
+    finetune_steps: int = 25
     checkpoint_every: int = 100
     ema: bool = False
 
