@@ -27,9 +27,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nas import resources
+
 __all__ = ["main", "parse_args"]
 
-_CONF = Path(__file__).resolve().parents[2] / "conf"
+_CONF = resources.path("conf")  # the checkout's conf/, or the installed copy
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

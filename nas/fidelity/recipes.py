@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas import resources
 from nas.data import DataConfig
 from nas.errors import UserError
 from nas.train import TrainConfig
@@ -38,7 +39,7 @@ __all__ = [
     "recipe_key",
 ]
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = resources.path("conf")  # the checkout's conf/, or the installed copy
 # >= 10x the trial's compute: 400 images x 256 px x 10 epochs vs 200 x 160 x 5 (10.24x).
 DEFAULT_REFERENCE = ("data.train_subset=null", "data.val_subset=null", "train.imgsz=256",
                      "train.epochs=10")  # fmt: skip

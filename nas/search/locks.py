@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from nas.search.storage import database_url, journal_path, retry_connection
 
-__all__ = ["Lock", "PostgresAdvisoryLock", "StudyLock", "lock_for", "study_lock"]
+__all__ = ["Lock", "PostgresAdvisoryLock", "StudyLock", "file_lock", "lock_for", "study_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def study_lock(lock: StudyLock | None) -> Iterator[None]:
         yield
         return
     if isinstance(lock, Path):
-        with _flock(lock):
+        with file_lock(lock):
             yield
         return
     lock.acquire()
@@ -86,7 +86,7 @@ def study_lock(lock: StudyLock | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _flock(lock_file: Path) -> Iterator[None]:
+def file_lock(lock_file: Path) -> Iterator[None]:
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_file, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

@@ -6,7 +6,8 @@ standalone build, recalibrates BatchNorm, optionally fine-tunes, and evaluates w
 pycocotools (``nas.train.evaluate``): seconds per candidate instead of a training.
 
 Example:
-    >>> from nas.search.evaluators import make_evaluator
+    >>> from nas.search.locks import file_lock
+from nas.search.evaluators import make_evaluator
     >>> make_evaluator({"name": "supernet", "epochs": 2}).settings.epochs
     2
 """
@@ -14,18 +15,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from nas.search.evaluators import EvalContext, Score, register_evaluator
+from nas.search.locks import file_lock
 from nas.supernet.config import SupernetSettings
 from nas.supernet.inherit import finetune, inherit_weights, recalibrate_bn
 from nas.supernet.plan import plan_supernet
@@ -48,18 +48,6 @@ logger = logging.getLogger(__name__)
 def supernet_dir(out_dir: Path) -> Path:
     """Where a study's supernet lives: ``results/<study>/supernet/``."""
     return Path(out_dir) / "supernet"
-
-
-@contextmanager
-def _exclusive(lock_file: Path) -> Iterator[None]:
-    """One process trains the supernet; the others wait, then load what it saved."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @register_evaluator("supernet")
@@ -92,7 +80,7 @@ class SupernetEvaluator:
         params = sum(p.numel() for p in supernet.parameters())
         logger.info("supernet: %d branches, %d choice decisions, %d parameters",
                     len(plan.branches), len(plan.row_decisions), params)  # fmt: skip
-        with _exclusive(folder / "train.lock"):
+        with file_lock(folder / "train.lock"):  # one process trains, the others load
             run = train_supernet(
                 supernet, ctx.data, cfg, PathSampler(ctx.space, s.sampling, cfg.seed),
                 checkpoint=folder / "ckpt.pt", checkpoint_every=s.checkpoint_every,

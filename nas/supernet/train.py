@@ -15,13 +15,12 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from nas.data.batches import iterate_batches
 from nas.supernet.plan import SupernetError
 from nas.supernet.supernet import SuperNet, unique_state
 from nas.train import DetectionLoss, ModelEMA, NonFiniteLossError, build_optimizer, schedule_at
+from nas.train.engine import training_runtime
 
 if TYPE_CHECKING:
     from nas.data import PreparedData
@@ -87,21 +87,6 @@ class _SharedEMA(ModelEMA):
     def __init__(self, model: nn.Module, decay: float, tau: float) -> None:
         super().__init__(model, decay, tau)
         self._names = unique_state(self.module)
-
-
-@contextlib.contextmanager
-def _threads(cfg: TrainConfig) -> Iterator[None]:
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def _set_schedule(optimizer: torch.optim.Optimizer, lrs: tuple[float, float, float]) -> None:
@@ -160,7 +145,7 @@ def train_supernet(
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    with _threads(cfg):
+    with training_runtime(cfg):
         supernet.to(device)
         optimizer = build_optimizer(supernet, cfg)
         scaler = torch.amp.GradScaler(device.type, enabled=amp)

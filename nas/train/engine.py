@@ -41,6 +41,7 @@ __all__ = [
     "fit",
     "schedule_at",
     "train_one_epoch",
+    "training_runtime",
 ]
 
 
@@ -254,7 +255,7 @@ def train_one_epoch(
 
 
 @contextlib.contextmanager
-def _runtime(cfg: TrainConfig) -> Iterator[None]:
+def training_runtime(cfg: TrainConfig) -> Iterator[None]:
     """Threads and determinism for the duration of a fit (restored afterwards)."""
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -320,7 +321,7 @@ def fit(
     cuda = device.type == "cuda"
     amp = cuda if cfg.amp is None else cfg.amp
     channels_last = cuda if cfg.channels_last is None else cfg.channels_last
-    with _runtime(cfg):
+    with training_runtime(cfg):
         torch.manual_seed(cfg.seed)
         model.to(device)
         if channels_last:
