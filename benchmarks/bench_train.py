@@ -17,7 +17,7 @@ steps only.
 ultralytics gets a YOLO-format copy of the data (label files plus links to the images) written
 into a temporary folder; nothing is written into the repository. It runs offline:
 YOLO_OFFLINE=1, YOLO_AUTOINSTALL=0, a temporary YOLO_CONFIG_DIR holding a TTF copied as
-Arial.ttf (see ../shared/tools/ULTRALYTICS.md).
+Arial.ttf (ultralytics otherwise downloads its fonts).
 
 Usage:
     python benchmarks/bench_train.py --epochs 3 --imgsz 320 --threads 2 --batch 16

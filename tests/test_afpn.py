@@ -62,7 +62,7 @@ def test_params_match_formula(
 
 def test_n_scale_figure() -> None:
     # n-scale inputs (P3, P4, P5) = (64, 128, 256), outputs 128 wide, the official defaults;
-    # the public port that BLOCKS.md quotes builds 30,656 more parameters it never calls
+    # the public AFPN port builds 30,656 more parameters it never calls
     assert n_params(AFPN((64, 128, 256), (128, 128, 128))) == 621_717
 
 

@@ -1,5 +1,5 @@
-"""Ghost, PConv/CSPPC/FasterNet and downsampling blocks: exact parameter counts (BLOCKS.md
-formulas and n-scale check figures), forward math against ultralytics' originals and an
+"""Ghost, PConv/CSPPC/FasterNet and downsampling blocks: exact parameter counts (the
+papers' formulas and n-scale check figures), forward math against ultralytics' originals and an
 independent Haar DWT, and clear errors."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def n_params(m: nn.Module) -> int:
 
 
 def test_n_scale_check_figures() -> None:
-    # BLOCKS.md: layer 6 (128 -> 128, n=2) and layer 3 (32 -> 64, stride 2) at n-scale
+    # the formulas: layer 6 (128 -> 128, n=2) and layer 3 (32 -> 64, stride 2) at n-scale
     assert n_params(C2f(128, 128, 2, True)) == 197_632
     assert n_params(CSPPC(128, 128, 2, True)) == 58_880
     assert n_params(C2fGhost(128, 128, 2, True)) == 56_544
@@ -246,7 +246,7 @@ def test_errors_name_the_row_and_value() -> None:
         PConv(4, 8)
 
 
-# ---- whole models (BLOCKS.md "Figures computed from these specs", n-scale) ----------------------
+# ---- whole models (figures computed from the blocks' specifications, n-scale) -------------
 
 C2F_ROWS = (2, 4, 6, 8, 12, 15, 18, 21)
 SUBSTITUTIONS = {  # configuration -> (rows, module, keep only [c2] as args), params nc=80, nc=1

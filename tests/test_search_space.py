@@ -30,7 +30,7 @@ def test_shipped_spaces_parse(path: Path) -> None:
 
 
 def test_baseline_is_yolov8n(default_space) -> None:
-    """The baseline choices give exactly ultralytics' yolov8n (REFERENCE.md figures)."""
+    """The baseline choices give exactly ultralytics' yolov8n (the reference counts)."""
     arch = to_arch(default_space, default_space.baseline_choices(), nc=80)
     assert count_params(build_model(arch)) == 3_157_200
     assert load_arch(dump_arch(arch)) == arch
@@ -39,7 +39,7 @@ def test_baseline_is_yolov8n(default_space) -> None:
 
 
 def test_seed_designs_reproduce_reference(default_space) -> None:
-    """Seed 001 and 'CSPPC instead of all 8 C2f' match REFERENCE.md / BLOCKS.md exactly."""
+    """Seed 001 and 'CSPPC instead of all 8 C2f' match the reference counts exactly."""
     ghost = to_arch(default_space, default_space.seeds["seed001_ghost"], nc=80)
     assert count_params(build_model(ghost)) == 2_502_908
     csppc = to_arch(default_space, default_space.seeds["seed002_csppc"], nc=80)
