@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,3 +27,16 @@ def _restore_process_state() -> Iterator[None]:
         os.environ.update(environ)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def tiny_synthetic(root: Path, *, num_train: int = 8, num_val: int = 4, min_size: int = 8):
+    """Prepared 64 px synthetic data with 3 classes (a few images: quick trainings in tests)."""
+    from nas.data import DataConfig, prepare_data
+
+    cfg = DataConfig.from_dict(
+        {"path": str(root),
+         "synthetic": {"num_train": num_train, "num_val": num_val, "image_size": 64,
+                       "min_size": min_size, "max_size": 0.5, "max_objects": 3,
+                       "num_classes": 3}}
+    )  # fmt: skip
+    return prepare_data(cfg, imgsz=64, device="cpu", progress=False)

@@ -11,7 +11,9 @@ import yaml
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from nas.data import DataConfig, PreparedData, prepare_data  # noqa: E402
+from conftest import tiny_synthetic  # noqa: E402
+
+from nas.data import PreparedData  # noqa: E402
 from nas.deploy.onnx_export import export_onnx  # noqa: E402
 from nas.deploy.ort_eval import OnnxDetector, evaluate_onnx  # noqa: E402
 from nas.deploy.quantize import head_decode_nodes, quantize_int8  # noqa: E402
@@ -31,13 +33,8 @@ def tiny_model(nc: int) -> Detector:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Detector, PreparedData]:
-    root = tmp_path_factory.mktemp("synthetic")
-    cfg = DataConfig.from_dict(
-        {"path": str(root),
-         "synthetic": {"num_train": 16, "num_val": 6, "image_size": 64, "min_size": 10,
-                       "max_size": 0.5, "max_objects": 3, "num_classes": 3}}
-    )  # fmt: skip
-    data = prepare_data(cfg, imgsz=64, device="cpu", progress=False)
+    data = tiny_synthetic(tmp_path_factory.mktemp("synthetic"), num_train=16, num_val=6,
+                          min_size=10)
     model = tiny_model(data.num_classes)
     fit(model, data, TrainConfig(epochs=2, imgsz=64, batch_size=4, optimizer="adamw",
                                  lr0=0.002, warmup_epochs=0.0, threads=1,

@@ -13,8 +13,10 @@ import yaml
 pytest.importorskip("torch_pruning")
 pytest.importorskip("onnxruntime")
 
+from conftest import tiny_synthetic  # noqa: E402
+
 from nas.blocks.pconv import PConv  # noqa: E402
-from nas.data import DataConfig, PreparedData, prepare_data  # noqa: E402
+from nas.data import PreparedData  # noqa: E402
 from nas.deploy.checkpoint import load_detector, save_checkpoint  # noqa: E402
 from nas.deploy.onnx_export import export_onnx  # noqa: E402
 from nas.deploy.prune import PruneConfig, prune_detector  # noqa: E402
@@ -36,13 +38,7 @@ def tiny(name: str, nc: int = 3, width: float = 0.125) -> Detector:
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
-    root = tmp_path_factory.mktemp("synthetic")
-    cfg = DataConfig.from_dict(
-        {"path": str(root),
-         "synthetic": {"num_train": 8, "num_val": 4, "image_size": 64, "min_size": 8,
-                       "max_size": 0.5, "max_objects": 3, "num_classes": 3}}
-    )  # fmt: skip
-    return prepare_data(cfg, imgsz=64, device="cpu", progress=False)
+    return tiny_synthetic(tmp_path_factory.mktemp("synthetic"))
 
 
 @pytest.mark.slow

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_synthetic
 
-from nas.data import DataConfig, PreparedData, prepare_data
+from nas.data import PreparedData
 from nas.model import Detector, build_model
 from nas.train import TrainConfig, fit
 from nas.train.distill import Distiller, build_distiller, distillation_loss
@@ -31,13 +32,7 @@ def tiny_model(nc: int, seed: int, width: float = 0.0625) -> Detector:
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
-    root = tmp_path_factory.mktemp("synthetic")
-    cfg = DataConfig.from_dict(
-        {"path": str(root),
-         "synthetic": {"num_train": 8, "num_val": 4, "image_size": 64, "min_size": 8,
-                       "max_size": 0.5, "max_objects": 3, "num_classes": 3}}
-    )  # fmt: skip
-    return prepare_data(cfg, imgsz=64, device="cpu", progress=False)
+    return tiny_synthetic(tmp_path_factory.mktemp("synthetic"))
 
 
 def test_loss_is_zero_for_equal_heads_and_positive_otherwise() -> None:

@@ -33,7 +33,7 @@ from nas.data.batches import iterate_batches
 from nas.supernet.plan import SupernetError
 from nas.supernet.supernet import SuperNet, unique_state
 from nas.train import DetectionLoss, ModelEMA, NonFiniteLossError, build_optimizer, schedule_at
-from nas.train.engine import training_runtime
+from nas.train.engine import set_schedule, training_runtime
 
 if TYPE_CHECKING:
     from nas.data import PreparedData
@@ -87,16 +87,6 @@ class _SharedEMA(ModelEMA):
     def __init__(self, model: nn.Module, decay: float, tau: float) -> None:
         super().__init__(model, decay, tau)
         self._names = unique_state(self.module)
-
-
-def _set_schedule(optimizer: torch.optim.Optimizer, lrs: tuple[float, float, float]) -> None:
-    weights_lr, bias_lr, momentum = lrs
-    for i, group in enumerate(optimizer.param_groups):
-        group["lr"] = bias_lr if i == 2 else weights_lr
-        if "momentum" in group:
-            group["momentum"] = momentum
-        elif "betas" in group:
-            group["betas"] = (momentum, group["betas"][1])
 
 
 def recipe_augment(cfg: TrainConfig, data: PreparedData) -> AugmentConfig | None:
@@ -172,7 +162,7 @@ def train_supernet(
                     continue
                 start, cpu = time.perf_counter(), time.process_time()
                 supernet.set_path(sampler.path(run.steps))
-                _set_schedule(optimizer, schedule_at(run.steps, total, warmup, cfg))
+                set_schedule(optimizer, schedule_at(run.steps, total, warmup, cfg))
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                     feats = supernet(batch.images.to(device))
                 out = loss_fn([f.float() for f in feats], batch.targets.to(device))

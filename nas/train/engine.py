@@ -40,6 +40,7 @@ __all__ = [
     "build_optimizer",
     "fit",
     "schedule_at",
+    "set_schedule",
     "train_one_epoch",
     "training_runtime",
 ]
@@ -168,7 +169,8 @@ def schedule_at(
     return lr * x, bias_start + (lr - bias_start) * x, momentum
 
 
-def _set_schedule(optimizer: torch.optim.Optimizer, lrs: tuple[float, float, float]) -> None:
+def set_schedule(optimizer: torch.optim.Optimizer, lrs: tuple[float, float, float]) -> None:
+    """Apply ``schedule_at``'s (weights lr, bias lr, momentum) to the three groups."""
     weights_lr, bias_lr, momentum = lrs
     for i, group in enumerate(optimizer.param_groups):
         group["lr"] = bias_lr if i == 2 else weights_lr
@@ -220,7 +222,7 @@ def train_one_epoch(
     start = time.perf_counter()
     count = 0
     for i, batch in enumerate(bar):
-        _set_schedule(state.optimizer, schedule_at(state.step, state.total_steps,
+        set_schedule(state.optimizer, schedule_at(state.step, state.total_steps,
                                                    state.warmup_steps, cfg))  # fmt: skip
         images = batch.images.to(state.device, non_blocking=True)
         if state.channels_last:
