@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.search import attrs as A
 from nas.search.locks import lock_for, study_lock
+from nas.search.optuna_api import set_state, set_system_attr, set_user_attr
 
 __all__ = [
     "HEARTBEAT_ATTR",
@@ -109,14 +110,13 @@ def fail_stale_trials(
 ) -> list[int]:
     """Mark FAIL every RUNNING trial whose worker died and enqueue it again; their numbers."""
     failed = []
-    storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_stale(trial, stale_after_s, locked=locked):
             continue
         worker = trial.system_attrs.get(WORKER_ATTR, {})
         reason = f"{INTERRUPTED}: worker {worker.get('host')}:{worker.get('pid')} stopped"
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+        set_user_attr(study, trial, A.FAIL_REASON, reason)
+        if set_state(study, trial, TrialState.FAIL):
             failed.append(trial.number)
             # the same candidate runs again (as Optuna's RetryFailedTrialCallback would)
             attrs = {A.RETRY_OF: trial.number}
@@ -142,7 +142,7 @@ def counted_trials(
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             n += 1
         elif t.state == TrialState.FAIL:
-            n += not str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
+            n += not str(t.user_attrs.get(A.FAIL_REASON, "")).startswith(INTERRUPTED)
         elif t.state == TrialState.RUNNING:
             n += not is_stale(t, stale_after_s)
     return n
@@ -152,8 +152,7 @@ class Heartbeat:
     """Writes the trial's heartbeat system attribute every ``interval`` seconds (a thread)."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float = 30.0) -> None:
-        self._storage = study._storage
-        self._trial_id = trial._trial_id
+        self._study, self._trial = study, trial
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -161,10 +160,10 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             with contextlib.suppress(Exception):  # a finished trial can no longer be written
-                self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
+                set_system_attr(self._study, self._trial, HEARTBEAT_ATTR, time.time())
 
     def __enter__(self) -> Heartbeat:
-        self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
+        set_system_attr(self._study, self._trial, HEARTBEAT_ATTR, time.time())
         self._thread.start()
         return self
 
