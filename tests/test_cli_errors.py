@@ -56,6 +56,14 @@ CASES = {
                        "key 'module': unknown block 'NoSuch'; registered blocks: ADown"),
     "export_no_study": (["nas.export", "--study", "nope", "--trial", "0"],
                         "no study storage at results/nope/journal.log"),
+    "deploy_unknown_model": (["nas.deploy", "nosuch.yaml"],
+                             "model description 'nosuch.yaml' not found"),
+    "deploy_missing_weights": (["nas.deploy", "yolov8n.yaml", "--weights", "{tmp}/none.pt"],
+                               "--weights {tmp}/none.pt: no such file"),
+    "compress_no_model": (["nas.compress"],
+                          "give --model MODEL.yaml --weights W.pt, or --study NAME --trial N"),
+    "compress_bad_data": (["nas.compress", "--model", "yolov8n.yaml", "--weights",
+                           "{tmp}/bad_model.yaml", "--data", "nope"], "--data 'nope'"),
 }  # fmt: skip
 
 

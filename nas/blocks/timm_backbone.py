@@ -23,13 +23,14 @@ import torch
 import torch.nn as nn
 
 from nas.blocks.registry import Channels, RowContext, register_block
+from nas.errors import UserError
 
 __all__ = ["TimmBackbone", "TimmBackboneError"]
 
 STRIDES = (8, 16, 32)
 
 
-class TimmBackboneError(ValueError):
+class TimmBackboneError(UserError, ValueError):
     """A timm model cannot serve as a stride 8/16/32 backbone; the message names it and why."""
 
 

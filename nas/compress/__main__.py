@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from nas import resources
+from nas.deploy.errors import DeployError
 
 __all__ = ["main", "parse_args"]
 
@@ -79,8 +79,8 @@ def _compose(data: str, train: str) -> tuple[dict[str, Any], dict[str, Any]]:
     except HydraException as e:
         options = {g: sorted(p.stem for p in (_CONF / g).glob("*.yaml")) for g in ("data",
                                                                                    "train")}
-        raise ValueError(f"--data {data!r} / --train {train!r}: {str(e).splitlines()[0]} "
-                         f"(data: {options['data']}, train: {options['train']})") from None
+        raise DeployError(f"--data {data!r} / --train {train!r}: {str(e).splitlines()[0]} "
+                          f"(data: {options['data']}, train: {options['train']})") from None
     finally:
         GlobalHydra.instance().clear()
     return (OmegaConf.to_container(cfg.data, resolve=True),  # type: ignore[return-value]
@@ -98,12 +98,12 @@ def _trial_files(args: argparse.Namespace, out: Path) -> tuple[str, str | None]:
     try:
         study = optuna.load_study(study_name=args.study, storage=storage)
     except KeyError:
-        raise ValueError(f"--study {args.study!r}: no such study in {url}") from None
+        raise DeployError(f"--study {args.study!r}: no such study in {url}") from None
     trial = select_trial(study, number=args.trial, budgets=[])
     study_dir = Path(args.results_dir) / args.study
     result = export_trial(study, trial, out, artifact_dir=study_dir / "artifacts")
     if result.weights_path is None:
-        raise ValueError(f"--study {args.study} --trial {args.trial}: the trial kept no weights")
+        raise DeployError(f"--study {args.study} --trial {args.trial}: the trial kept no weights")
     return str(result.yaml_path), str(result.weights_path)
 
 
@@ -114,13 +114,13 @@ def _settings(args: argparse.Namespace) -> Any:
     from nas.train.config import TrainConfig
 
     if (args.study is None) == (args.model is None and args.weights is None):
-        raise ValueError("give --model MODEL.yaml --weights W.pt, or --study NAME --trial N")
+        raise DeployError("give --model MODEL.yaml --weights W.pt, or --study NAME --trial N")
     if args.study is not None and args.trial is None:
-        raise ValueError("--study needs --trial N")
+        raise DeployError("--study needs --trial N")
     if args.weights is not None and not Path(args.weights).is_file():
-        raise ValueError(f"--weights {args.weights}: no such file")
+        raise DeployError(f"--weights {args.weights}: no such file")
     if args.epochs < 1:
-        raise ValueError(f"--epochs {args.epochs}: must be >= 1")
+        raise DeployError(f"--epochs {args.epochs}: must be >= 1")
     data_values, train_values = _compose(args.data, args.train)
     changes: dict[str, Any] = {"epochs": args.epochs, "warmup_epochs": 0.0}
     for key, value in (("imgsz", args.imgsz), ("lr0", args.lr0),
@@ -168,14 +168,12 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: bad input (a file, a key, a value, a missing extra) -> one line, exit 2."""
-    try:
-        return _run(argv)
-    except (ValueError, FileNotFoundError, KeyError, ImportError) as e:
-        # ImportError: nas.deploy's MissingExtraError names `pip install -e '.[deploy]'`
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    """Entry point: bad input (a file, a flag, a value, a missing extra; ``nas.errors.UserError``)
+    -> one line on stderr and exit code 2 (``nas.cli.run_cli``); anything else is a bug and keeps
+    its traceback."""
+    from nas.cli import run_cli
+
+    return run_cli(lambda: _run(argv))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 
 from nas.data import DataConfig, PreparedData, prepare_data
 from nas.deploy.checkpoint import load_detector, save_checkpoint
+from nas.deploy.errors import DeployError
 from nas.deploy.latency import compare_latency
 from nas.deploy.onnx_export import export_onnx
 from nas.deploy.ort_eval import evaluate_onnx
@@ -76,7 +77,7 @@ class CompressSettings:
     def __post_init__(self) -> None:
         bad = [s for s in self.stages if s not in STAGES]
         if bad or not self.stages:
-            raise ValueError(f"--stages: {','.join(bad) or '(none)'} is not valid; choose from "
+            raise DeployError(f"--stages: {','.join(bad) or '(none)'} is not valid; choose from "
                              f"{','.join(STAGES)}")  # fmt: skip
 
 

@@ -14,9 +14,10 @@ Bad input: one line on stderr, exit code 2.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from nas.deploy.errors import DeployError
 
 __all__ = ["main"]
 
@@ -41,7 +42,7 @@ def _run(argv: Sequence[str] | None) -> int:
 
     yaml = None if args.model == "-" else args.model
     if args.weights is not None and not Path(args.weights).is_file():
-        raise ValueError(f"--weights {args.weights}: no such file")
+        raise DeployError(f"--weights {args.weights}: no such file")
     model = load_detector(yaml, args.weights, nc=args.nc).eval()
     out = Path(args.out or f"{Path(args.model if yaml else args.weights).stem}.onnx")
     paths = {"fp32": export_onnx(model, out, imgsz=args.imgsz)}
@@ -53,8 +54,8 @@ def _run(argv: Sequence[str] | None) -> int:
         data_values, _ = _compose(args.data, "brief")
         data = prepare_data(DataConfig.from_dict(data_values), args.imgsz, progress=False)
         if data.num_classes != model.nc:
-            raise ValueError(f"--data {args.data} has {data.num_classes} classes, the model "
-                             f"{model.nc} (give --nc)")  # fmt: skip
+            raise DeployError(f"--data {args.data} has {data.num_classes} classes, the model "
+                              f"{model.nc} (give --nc)")  # fmt: skip
         paths["int8"] = quantize_int8(paths["fp32"], out.with_name(f"{out.stem}-int8.onnx"),
                                       data.train, num_images=args.calibration_images).path
     for name, result in compare_latency(paths, threads=args.threads).items():
@@ -64,12 +65,12 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; bad input -> one line, exit 2."""
-    try:
-        return _run(argv)
-    except (ValueError, FileNotFoundError, KeyError, ImportError) as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
+    """Entry point: bad input (a file, a flag, a value, a missing extra; ``nas.errors.UserError``)
+    -> one line on stderr and exit code 2 (``nas.cli.run_cli``); anything else is a bug and keeps
+    its traceback."""
+    from nas.cli import run_cli
+
+    return run_cli(lambda: _run(argv))
 
 
 if __name__ == "__main__":

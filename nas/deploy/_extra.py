@@ -5,15 +5,13 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from nas.deploy.errors import MissingExtraError
+
 __all__ = ["EXTRA_HINT", "MissingExtraError", "require"]
 
 EXTRA_HINT = "pip install -e '.[deploy]'"
 # import name -> distribution name on PyPI
 _DISTRIBUTIONS = {"onnx": "onnx", "onnxruntime": "onnxruntime", "torch_pruning": "torch-pruning"}
-
-
-class MissingExtraError(ImportError):
-    """A package of the ``[deploy]`` extra is not installed (the message says how to install)."""
 
 
 def require(module: str) -> ModuleType:

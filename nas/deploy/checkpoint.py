@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from nas.deploy.errors import DeployError
 from nas.model import Detector, build_model
 from nas.model.arch import dump_arch, load_arch
 
@@ -63,7 +64,7 @@ def _reshape(model: nn.Module, shapes: dict[str, dict[str, int]], state: dict[st
     for name, attrs in shapes.items():
         module = modules.get(name)
         if module is None:
-            raise ValueError(f"checkpoint layer {name!r} is not in the model built from its YAML")
+            raise DeployError(f"checkpoint layer {name!r} is not in the model built from its YAML")
         for key, value in attrs.items():
             setattr(module, key, value)
         if isinstance(module, nn.modules.batchnorm._NormBase):
@@ -106,11 +107,11 @@ def load_detector(
     if content is not None and is_checkpoint(content):
         model = load_checkpoint(content)
     elif model_yaml is None:
-        raise ValueError(f"{weights}: a plain state dict needs its model YAML (--model)")
+        raise DeployError(f"{weights}: a plain state dict needs its model YAML (--model)")
     else:
         model = build_model(str(model_yaml), nc=nc)
         if content is not None:
             model.load_state_dict(content)
     if nc is not None and model.nc != nc:
-        raise ValueError(f"{weights}: the model has nc={model.nc}, the data has {nc} classes")
+        raise DeployError(f"{weights}: the model has nc={model.nc}, the data has {nc} classes")
     return model

@@ -24,6 +24,7 @@ import numpy as np
 import torch.nn as nn
 from scipy import stats
 
+from nas.deploy.errors import DeployError
 from nas.deploy.onnx_export import export_onnx
 from nas.deploy.session import default_threads, make_session
 from nas.model.counting import LatencyStats
@@ -62,7 +63,7 @@ def measure_session_latency(
     graph's input shape.
     """
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+        raise DeployError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     threads = default_threads() if threads is None else threads
     session = make_session(path, threads=threads)
     spec = session.get_inputs()[0]
@@ -138,7 +139,7 @@ def compare_latency(
         One :class:`LatencyResult` per key of ``paths``.
     """
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+        raise DeployError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     threads = default_threads() if threads is None else threads
     runs = {}
     for name, path in paths.items():

@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from nas.blocks.pconv import PConv
 from nas.deploy._extra import require
+from nas.deploy.errors import DeployError
 
 __all__ = ["INPUT_NAME", "MIN_OPSET", "OUTPUT_NAME", "export_module", "export_onnx"]
 
@@ -79,7 +80,7 @@ def export_module(
         ValueError: ``opset`` is below ``MIN_OPSET``.
     """
     if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+        raise DeployError(f"opset must be >= {MIN_OPSET}, got {opset}")
     onnx = require("onnx")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ def export_onnx(
         ``path``.
     """
     if imgsz < 32 or imgsz % 32 or batch < 1:
-        raise ValueError(f"need imgsz a multiple of 32 and batch >= 1, got {imgsz}, {batch}")
+        raise DeployError(f"need imgsz a multiple of 32 and batch >= 1, got {imgsz}, {batch}")
     param = next(model.parameters())
     if param.device.type != "cpu":
         model = copy.deepcopy(model).cpu()

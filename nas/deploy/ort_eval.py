@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from nas.deploy.errors import DeployError
 from nas.deploy.session import make_session
 from nas.train.evaluate import EvalResult, evaluate
 
@@ -51,7 +52,7 @@ class OnnxDetector(nn.Module):
         """``(B, 3, S, S)`` float images in 0..1 -> ``(B, 4 + nc, A)`` on the images' device."""
         size = self.input_shape[0]
         if tuple(images.shape[1:]) != self.input_shape[1:]:
-            raise ValueError(
+            raise DeployError(
                 f"{self.path}: the graph takes images of shape {self.input_shape[1:]}, got "
                 f"{tuple(images.shape[1:])} (export at the evaluation image size)"
             )

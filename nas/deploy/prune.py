@@ -40,6 +40,7 @@ from nas.blocks.afpn import AFPN
 from nas.blocks.head import Detect
 from nas.blocks.timm_backbone import TimmBackbone
 from nas.deploy._extra import require
+from nas.deploy.errors import DeployError
 from nas.model.counting import count_params
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.target_ratio <= 1 or self.steps < 1 or self.imgsz % 32:
-            raise ValueError(
+            raise DeployError(
                 f"prune: need 0 < target_ratio <= 1, steps >= 1, imgsz a multiple of 32; got "
                 f"{self.target_ratio}, {self.steps}, {self.imgsz}"
             )
@@ -197,7 +198,7 @@ def find_channel_ratio(model: nn.Module, cfg: PruneConfig, *, probes: int = 4) -
         ratio = min(limit, max(ratio + 0.01, 1.0 - (1.0 - wanted / k) ** 0.5 + 0.005))
     if 1.0 - _params_at(model, cfg, limit) / original >= wanted - 1e-9:
         return limit
-    raise ValueError(
+    raise DeployError(
         f"prune: target_ratio {cfg.target_ratio} is out of reach: too few prunable channels "
         "(ignored layers and split-coupled groups)"
     )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nas.deploy._extra import require
+from nas.deploy.errors import DeployError
 
 if TYPE_CHECKING:
     from nas.data import ImageCache
@@ -66,7 +67,7 @@ def head_decode_nodes(model: Any) -> list[str]:
     """
     rows = [n.name.split("/")[1] for n in model.graph.node if n.name.startswith("/layers.")]
     if not rows:
-        raise ValueError("no /layers.N/ node names: not a detector exported by nas.deploy")
+        raise DeployError("no /layers.N/ node names: not a detector exported by nas.deploy")
     head = max({int(r.split(".")[1]) for r in rows if r.split(".")[-1].isdigit()})
     prefix = f"/layers.{head}/"
     return [
@@ -129,16 +130,16 @@ def quantize_int8(
     onnx = require("onnx")
     quantization = require("onnxruntime.quantization")
     if method not in CALIBRATION_METHODS:
-        raise ValueError(f"calibration method {method!r}: choose one of {CALIBRATION_METHODS}")
+        raise DeployError(f"calibration method {method!r}: choose one of {CALIBRATION_METHODS}")
     model = onnx.load(str(fp32_path))
     spec = model.graph.input[0]
     shape = [d.dim_value for d in spec.type.tensor_type.shape.dim]
     if tuple(calibration.images.shape[1:]) != tuple(shape[1:]):
-        raise ValueError(f"calibration images {tuple(calibration.images.shape[1:])} do not "
-                         f"match the graph's input {tuple(shape[1:])}")  # fmt: skip
+        raise DeployError(f"calibration images {tuple(calibration.images.shape[1:])} do not "
+                          f"match the graph's input {tuple(shape[1:])}")  # fmt: skip
     count = min(num_images, len(calibration))
     if count < shape[0]:
-        raise ValueError(f"need at least {shape[0]} calibration images, got {count}")
+        raise DeployError(f"need at least {shape[0]} calibration images, got {count}")
     excluded = head_decode_nodes(model) if exclude_head_decoding else []
     reader = _calibration_reader(calibration, count, shape[0])(spec.name)
     int8_path = Path(int8_path)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.deploy._extra import require
+from nas.deploy.errors import DeployError
 
 __all__ = ["default_threads", "make_session"]
 
@@ -33,7 +34,7 @@ def make_session(path: str | Path, *, threads: int | None = None) -> Any:
     ort = require("onnxruntime")
     threads = default_threads() if threads is None else threads
     if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise DeployError(f"threads must be >= 1, got {threads}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

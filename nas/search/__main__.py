@@ -104,7 +104,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     from nas.search.launch import LauncherSettings, launch
 
     launcher = LauncherSettings.from_config(
-        OmegaConf.to_container(cfg.get("launcher")), cfg.get("workers", 1))
+        OmegaConf.to_container(cfg.get("launcher")), cfg.get("workers", 1),
+        str(cfg.train.get("device") or "cpu"))
     settings = settings_from_config(cfg)
     launch(launcher, HydraConfig.get().overrides.task, cfg.train.get("threads"),
            lambda write: run_search(replace(settings, write_results=write)))

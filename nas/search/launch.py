@@ -1,6 +1,8 @@
 """Launchers: one search, ``workers`` processes sharing its study (``launcher=local|ray``).
 
-- ``launcher=local workers=1`` (the default): today's single process, ``run_search`` here.
+- ``workers=auto`` (the default): one worker per usable core on the CPU, one on a GPU
+  (``resolve_workers``).
+- ``launcher=local workers=1``: this single process, ``run_search`` here.
 - ``launcher=local workers=N``: N subprocesses running the same command line on the same
   study; the parent waits, relays their output (``[w0] ...``), then finishes the study itself
   (nothing left to run unless a worker died) and writes the results once.
@@ -39,6 +41,7 @@ __all__ = [
     "WorkerError",
     "is_worker",
     "launch",
+    "resolve_workers",
     "worker_command",
     "worker_threads",
 ]
@@ -80,14 +83,16 @@ class LauncherSettings:
             raise ConfigError("launcher.num_gpus and launcher.max_retries must be >= 0")
 
     @classmethod
-    def from_config(cls, launcher: dict[str, Any] | None, workers: int) -> LauncherSettings:
-        """From the composed config's ``launcher`` group and ``workers`` key."""
+    def from_config(cls, launcher: dict[str, Any] | None, workers: int | str,
+                    device: str = "cpu") -> LauncherSettings:  # fmt: skip
+        """From the composed config's ``launcher`` group and ``workers`` key (``auto``: see
+        ``resolve_workers``; ``device`` is ``train.device``)."""
         values = dict(launcher or {})
         fields = set(cls.__dataclass_fields__) - {"workers"}
         unknown = sorted(set(values) - fields)
         if unknown:
             raise ConfigError(f"launcher: unknown keys {unknown}; valid: {sorted(fields)}")
-        return cls(workers=int(workers), **values)
+        return cls(workers=resolve_workers(workers, device), **values)
 
 
 def usable_cores() -> int:
@@ -96,6 +101,25 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | str, device: str = "cpu", cores: int | None = None) -> int:
+    """``workers``: a count, or ``auto``: one worker per usable core when training on the CPU
+    (each with one thread: a small detector at a small image size gains little from a second
+    thread, a second trial in parallel almost doubles the throughput), one on an accelerator.
+
+    Example:
+        >>> resolve_workers("auto", "cpu", cores=2), resolve_workers("auto", "cuda"), resolve_workers(3)
+        (2, 1, 3)
+    """
+    if isinstance(workers, str) and workers.strip().lower() == "auto":
+        if not str(device).startswith("cpu"):
+            return 1
+        return usable_cores() if cores is None else max(1, int(cores))
+    try:
+        return int(workers)
+    except (TypeError, ValueError):
+        raise ConfigError(f"workers={workers!r}: give a count >= 1 or auto") from None
 
 
 def worker_threads(threads: int | None, *, workers: int, cores: int | None = None) -> int:

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nas.errors import UserError
 from nas.search.wiring import to_arch
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Branch", "SupernetError", "SupernetPlan", "changed_rows", "plan_supernet"]
 
 
-class SupernetError(ValueError):
+class SupernetError(UserError, ValueError):
     """A search space a supernet cannot represent, or a checkpoint of another supernet."""
 
 

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nas.errors import ConfigError
+
 __all__ = ["DistillLoss", "Distiller", "build_distiller", "distillation_loss", "load_teacher"]
 
 
@@ -72,7 +74,7 @@ def distillation_loss(
         The :class:`DistillLoss`; zero when the two heads agree.
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise ConfigError(f"train.distill_temperature: must be > 0, got {temperature}")
     shapes = [tuple(s.shape) for s in student], [tuple(t.shape) for t in teacher]
     if shapes[0] != shapes[1]:
         raise ValueError(f"student and teacher head outputs differ: {shapes[0]} vs {shapes[1]}")
@@ -149,8 +151,8 @@ def build_distiller(cfg: object, student: nn.Module, device: torch.device) -> Di
         return None
     teacher = load_teacher(teacher_yaml, getattr(cfg, "teacher_weights", None), int(student.nc))
     if teacher.stride.tolist() != student.stride.tolist():
-        raise ValueError(f"train.teacher {teacher_yaml}: strides {teacher.stride.tolist()} "
-                         f"differ from the student's {student.stride.tolist()}")  # fmt: skip
+        raise ConfigError(f"train.teacher {teacher_yaml}: strides {teacher.stride.tolist()} "
+                          f"differ from the student's {student.stride.tolist()}")  # fmt: skip
     return Distiller(teacher, weight=float(cfg.distill_weight),  # type: ignore[attr-defined]
                      temperature=float(cfg.distill_temperature),  # type: ignore[attr-defined]
                      device=device)  # fmt: skip
