@@ -147,6 +147,19 @@ def test_promote_at_most_caps_a_rung() -> None:
     assert next_promotion(done, claimed | {("k9", 1)}, schedule, DIRS) is None
 
 
+def test_promote_at_most_counts_early_promotions_that_fell_out_of_the_top() -> None:
+    schedule = RungSchedule((Rung(promote_at_most=2), Rung()), eta=2, always_promote=())
+    early = _results([(0.5, 1.0), (0.1, 1.0)])  # quota 1: candidate 0 leaves early
+    got = next_promotion(early, {(e.key, 0) for e in early}, schedule, DIRS)
+    assert got is not None and got[0].number == 0
+    # later results rank above candidate 0; only one more may leave (cap 2, not 2 more)
+    done = early + [Evaluated(i, f"k{i}", 0, (0.6 + 0.1 * i, 1.0)) for i in range(2, 6)]
+    claimed = {(e.key, 0) for e in done} | {("k0", 1)}
+    got = next_promotion(done, claimed, schedule, DIRS)
+    assert got is not None and got[0].number == 5
+    assert next_promotion(done, claimed | {("k5", 1)}, schedule, DIRS) is None
+
+
 def test_each_rung_uses_its_evaluator(tmp_path: Path) -> None:
     schedule = RungSchedule((Rung(), Rung(evaluator="standalone")))
     ctx = _ctx(tmp_path, ScoreByDesign(), schedule)

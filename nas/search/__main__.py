@@ -56,6 +56,16 @@ def _space_fields(space: Any) -> dict[str, Any]:
             "budget_overrides": space.get("budgets") or {}}  # fmt: skip
 
 
+def _worker_seed(key: str, group: Mapping[str, Any]) -> dict[str, Any]:
+    """A launched worker's sampler seed: ``seed + worker_index()`` (see ``nas.search.launch``)."""
+    from nas.search.launch import worker_index
+
+    index = worker_index()
+    if key != "sampler" or not index or group.get("seed") is None:
+        return {}
+    return {"seed": int(group["seed"]) + index}
+
+
 def settings_from_config(cfg: DictConfig) -> SearchSettings:
     """The plain ``SearchSettings`` of a composed ``conf/search.yaml``.
 
@@ -89,7 +99,7 @@ def settings_from_config(cfg: DictConfig) -> SearchSettings:
         if key in converters:
             values[key] = converters[key](value)
         elif isinstance(value, Mapping) and "_target_" in value:
-            values[key] = instantiate(cfg[key])
+            values[key] = instantiate(cfg[key], **_worker_seed(key, value))
         else:
             values[key] = value
     return from_mapping(SearchSettings, values)

@@ -43,6 +43,7 @@ __all__ = [
     "launch",
     "resolve_workers",
     "worker_command",
+    "worker_index",
     "worker_threads",
 ]
 
@@ -109,8 +110,8 @@ def resolve_workers(workers: int | str, device: str = "cpu", cores: int | None =
     thread, a second trial in parallel almost doubles the throughput), one on an accelerator.
 
     Example:
-        >>> resolve_workers("auto", "cpu", cores=2), resolve_workers("auto", "cuda"), resolve_workers(3)
-        (2, 1, 3)
+        >>> resolve_workers("auto", "cpu", cores=2), resolve_workers("auto", "cuda:0")
+        (2, 1)
     """
     if isinstance(workers, str) and workers.strip().lower() == "auto":
         if not str(device).startswith("cpu"):
@@ -132,6 +133,14 @@ def worker_threads(threads: int | None, *, workers: int, cores: int | None = Non
 def is_worker() -> bool:
     """Whether this process is a worker started by a launcher (it leaves the results out)."""
     return bool(os.environ.get(WORKER_ENV))
+
+
+def worker_index() -> int:
+    """This worker's number among its launcher's (0 outside a launcher). Each worker seeds its
+    sampler with ``seed + worker_index()``: identically seeded workers would suggest the same
+    candidates at the same time, and train them twice (the dedupe only sees finished trials)."""
+    value = os.environ.get(WORKER_ENV, "")
+    return max(0, int(value) - 1) if value.isdigit() else 0
 
 
 def worker_command(overrides: Sequence[str], threads: int) -> list[str]:

@@ -200,9 +200,11 @@ def next_promotion(
                 unique.append(e)
         quota = len(unique) // schedule.eta
         cap = schedule.rungs[rung].promote_at_most
-        if cap is not None:
-            quota = min(quota, int(cap))
         ranked = best_first(unique, directions)
+        if cap is not None:  # a hard cap: early promotions that later fell out of the top count
+            left = sum((e.key, rung + 1) in claimed for e in unique
+                       if e.design not in schedule.always_promote)  # fmt: skip
+            quota = min(quota, int(cap)) if left < int(cap) else 0
         chosen = ranked[:quota] + [e for e in ranked if e.design in schedule.always_promote]
         for e in chosen:
             if (e.key, rung + 1) not in claimed:
