@@ -6,8 +6,7 @@ standalone build, recalibrates BatchNorm, optionally fine-tunes, and evaluates w
 pycocotools (``nas.train.evaluate``): seconds per candidate instead of a training.
 
 Example:
-    >>> from nas.search.locks import file_lock
-from nas.search.evaluators import make_evaluator
+    >>> from nas.search.evaluators import make_evaluator
     >>> make_evaluator({"name": "supernet", "epochs": 2}).settings.epochs
     2
 """
