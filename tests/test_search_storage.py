@@ -38,3 +38,40 @@ def test_study_module_reexports_storage() -> None:
     assert study_module.resolve_storage is resolve_storage
     assert study_module.journal_path is journal_path
     assert study_module.open_study is open_study
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        ("DuplicateTable: relation \"studies\" already exists", True),
+        ("syntax error at or near \"CREATE\"", False),
+    ],
+)
+def test_rdb_storage_survives_a_table_creation_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: str, retried: bool
+) -> None:
+    """Two processes creating the tables of a fresh database: the loser retries and loads them."""
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage
+
+    from nas.search.storage import RetryingRDBStorage
+
+    real_init = RDBStorage.__init__
+    calls = []
+
+    def racing_init(self: RDBStorage, url: str, **kwargs: object) -> None:
+        calls.append(url)
+        if len(calls) == 1:  # the other process won: its CREATE TABLE came first
+            raise sqlalchemy.exc.ProgrammingError("CREATE TABLE studies", {}, Exception(error))
+        real_init(self, url, **kwargs)
+
+    monkeypatch.setattr(RDBStorage, "__init__", racing_init)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    if not retried:
+        with pytest.raises(sqlalchemy.exc.ProgrammingError):
+            RetryingRDBStorage(url)
+        assert len(calls) == 1
+        return
+    storage = RetryingRDBStorage(url)
+    assert len(calls) == 2
+    assert storage.get_all_studies() == []

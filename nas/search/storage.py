@@ -163,10 +163,20 @@ class RetryingRDBStorage(RDBStorage):
                     lambda: RDBStorage.__init__(self, url, **kwargs), "connect", retry_s=retry_s
                 )
                 return
-            except sqlalchemy.exc.IntegrityError:  # workers creating the tables at once
-                if attempt == 4:
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
+                # workers creating the tables at once: PostgreSQL says DuplicateTable (or a
+                # unique violation in its catalog); the next attempt finds the tables made
+                if attempt == 4 or not _is_table_race(e):
                     raise
                 time.sleep(0.2 * (attempt + 1))
+
+
+def _is_table_race(error: BaseException) -> bool:
+    """Whether a schema-creation error is another process having created the same table."""
+    import sqlalchemy.exc
+
+    text = str(error).lower()
+    return isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in text
 
 
 def _retrying(name: str) -> Callable[..., Any]:
