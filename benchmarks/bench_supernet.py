@@ -18,6 +18,10 @@ training them (waiting for the file, so a standalone-only run, ``--sampling`` wi
 produce it in another process at the same time). Wall seconds depend on what else runs on the
 machine; CPU seconds (``time.process_time``) much less, so both are printed.
 
+``--panel study --study NAME --no-train --cache results/fidelity-cache.jsonl`` scores the panel
+``python -m nas.fidelity --study NAME`` trained and ranks the supernet against each recipe that
+fidelity run recorded (its >= 10x reference among them).
+
 Run:
     python benchmarks/bench_supernet.py --epochs 30 --candidates 200 --standalone 10
 """
@@ -89,6 +93,33 @@ def optuna_designs(space: SearchSpace, draws: int, names: list[str], nc: int,
         out.append((f"sample{i}", space.sample(trial)))
         study.tell(trial, 0.0)
     return [(n, c) for n, c in out if not names or n in names]
+
+
+def study_designs(study_name: str, results_dir: Path, n: int, space: SearchSpace,
+                  nc: int) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
+    """The panel ``python -m nas.fidelity --study NAME`` measures (baseline, seeds, front, spread
+    over params), each design as the choices of the trial that trained it (its parameters)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas.fidelity.panel import panel_from_study
+    from nas.search.objective import arch_hash
+    from nas.search.storage import resolve_storage
+
+    storage, _ = resolve_storage(None, study_name, results_dir)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    by_hash = {t.user_attrs["arch_hash"]: t.params
+               for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+               if t.user_attrs.get("arch_hash")}  # fmt: skip
+    out = []
+    for design in panel_from_study(study, n):
+        choices = by_hash[design.arch_hash]
+        rebuilt = arch_hash(dump_arch(to_arch(space, choices, nc)))
+        if rebuilt != design.arch_hash:
+            raise SystemExit(f"study {study_name!r}: {design.name}'s parameters build another "
+                             f"design ({rebuilt} != {design.arch_hash}): not this search space")
+        out.append((design.name, choices))
+    return out
 
 
 def cached_scores(paths: list[Path], panel: list[tuple[str, dict[str, Any]]], space: SearchSpace,
@@ -169,9 +200,12 @@ def main() -> None:
     parser.add_argument("--sampling", nargs="*", default=["fair"], help="uniform and/or fair")
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--standalone", type=int, default=10, help="designs trained standalone")
-    parser.add_argument("--panel", choices=["own", "optuna"], default="own",
+    parser.add_argument("--panel", choices=["own", "optuna", "study"], default="own",
                         help="own: baseline, seeds, random designs up to --standalone; optuna: "
-                             "baseline, seeds, --draws RandomSampler draws named sample<i>")
+                             "baseline, seeds, --draws RandomSampler draws named sample<i>; "
+                             "study: nas.fidelity's panel of --study (--standalone designs)")
+    parser.add_argument("--study", default="liteyolo", help="with --panel study")
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "results")
     parser.add_argument("--draws", type=int, default=24)
     parser.add_argument("--designs", nargs="*", default=[], help="keep these panel names")
     parser.add_argument("--no-train", action="store_true", help="do not train the panel")
@@ -200,8 +234,12 @@ def main() -> None:
           f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
     space = load_space(ROOT / "search_spaces/default.yaml")
     nc = data.num_classes
-    panel = (designs(space, args.standalone, args.seed) if args.panel == "own" else
-             optuna_designs(space, args.draws, args.designs, nc, args.seed))  # fmt: skip
+    panels = {
+        "own": lambda: designs(space, args.standalone, args.seed),
+        "optuna": lambda: optuna_designs(space, args.draws, args.designs, nc, args.seed),
+        "study": lambda: study_designs(args.study, args.results_dir, args.standalone, space, nc),
+    }
+    panel = panels[args.panel]()
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
                               "standalone": [], "supernet": {}}  # fmt: skip
     if args.reference is None and not args.no_train:
