@@ -95,8 +95,8 @@ def optuna_designs(space: SearchSpace, draws: int, names: list[str], nc: int,
     return [(n, c) for n, c in out if not names or n in names]
 
 
-def study_designs(study_name: str, results_dir: Path, n: int, space: SearchSpace,
-                  nc: int) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
+def study_designs(study_name: str, results_dir: Path, n: int, space: SearchSpace, nc: int,
+                  storage_url: str | None = None) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
     """The panel ``python -m nas.fidelity --study NAME`` measures (baseline, seeds, front, spread
     over params), each design as the choices of the trial that trained it (its parameters)."""
     import optuna
@@ -106,7 +106,7 @@ def study_designs(study_name: str, results_dir: Path, n: int, space: SearchSpace
     from nas.search.objective import arch_hash
     from nas.search.storage import resolve_storage
 
-    storage, _ = resolve_storage(None, study_name, results_dir)
+    storage, _ = resolve_storage(storage_url, study_name, results_dir)
     study = optuna.load_study(study_name=study_name, storage=storage)
     by_hash = {t.user_attrs["arch_hash"]: t.params
                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -206,6 +206,8 @@ def main() -> None:
                              "study: nas.fidelity's panel of --study (--standalone designs)")
     parser.add_argument("--study", default="liteyolo", help="with --panel study")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "results")
+    parser.add_argument("--storage", default=None,
+                        help="--study's storage URL (default: its journal)")
     parser.add_argument("--draws", type=int, default=24)
     parser.add_argument("--designs", nargs="*", default=[], help="keep these panel names")
     parser.add_argument("--no-train", action="store_true", help="do not train the panel")
@@ -237,7 +239,8 @@ def main() -> None:
     panels = {
         "own": lambda: designs(space, args.standalone, args.seed),
         "optuna": lambda: optuna_designs(space, args.draws, args.designs, nc, args.seed),
-        "study": lambda: study_designs(args.study, args.results_dir, args.standalone, space, nc),
+        "study": lambda: study_designs(args.study, args.results_dir, args.standalone, space, nc,
+                                        args.storage),
     }
     panel = panels[args.panel]()
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
