@@ -4,8 +4,10 @@ Run from the repository root (needs the ``[deploy]`` extra)::
 
     .venv/bin/python benchmarks/bench_runtime.py [--imgsz 320] [--threads 2] [--repeats 20]
                                                  [--rounds 3]
+    .venv/bin/python benchmarks/bench_runtime.py --study liteyolo [--results-dir results]
 
-For every model of ``models/`` at scale n (nc 80): batch-1 latency in PyTorch eager mode
+For every model of ``models/`` at scale n (nc 80), or every distinct design a search study
+visited (``--study``: one per ``arch_hash``, with the study's class count): batch-1 latency in PyTorch eager mode
 (``nas.model.counting.measure_latency``, ``torch.set_num_threads(threads)``) and in
 onnxruntime's CPU execution provider (``nas.deploy.latency``: static-shape export, the same
 intra-op thread count, sequential execution). Both are measured in this process, in
@@ -30,6 +32,7 @@ from scipy import stats
 from nas.deploy.latency import measure_session_latency
 from nas.deploy.onnx_export import export_onnx
 from nas.model import build_model, count_gflops, count_params, measure_latency
+from nas.model.arch import load_arch
 
 MODELS = (
     "yolov8n.yaml",
@@ -44,6 +47,24 @@ MODELS = (
 )
 
 
+def study_designs(study_name: str, results_dir: str, storage: str | None) -> dict[str, object]:
+    """``trial<N>`` -> Architecture for the first trial of each distinct design of a study."""
+    import optuna
+
+    from nas.search.study import resolve_storage
+
+    backend, _ = resolve_storage(storage, study_name, results_dir)
+    study = optuna.load_study(study_name=study_name, storage=backend)
+    designs: dict[str, object] = {}
+    seen: set[str] = set()
+    for t in study.get_trials(deepcopy=False):
+        text, key = t.user_attrs.get("arch_yaml"), t.user_attrs.get("arch_hash")
+        if text and key not in seen:
+            seen.add(key)
+            designs[f"trial{t.number}"] = load_arch(text)
+    return designs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--imgsz", type=int, default=320)
@@ -52,7 +73,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--study", default=None, help="time a study's designs instead")
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--storage", default=None, help="the study's storage (default: journal)")
     args = parser.parse_args()
+    sources: dict[str, object] = {n: n for n in args.models}
+    if args.study:
+        sources = study_designs(args.study, args.results_dir, args.storage)
+        args.models = list(sources)
 
     torch.set_num_threads(args.threads)
     eager_runs: dict[str, list[float]] = {n: [] for n in args.models}
@@ -62,7 +90,7 @@ def main() -> None:
         models, paths = {}, {}
         for name in args.models:
             torch.manual_seed(0)
-            models[name] = build_model(name, nc=80).eval()
+            models[name] = build_model(sources[name], nc=None if args.study else 80).eval()
             paths[name] = export_onnx(models[name], Path(tmp) / f"{Path(name).stem}.onnx",
                                       imgsz=args.imgsz)  # fmt: skip
         # rounds over all models, so a change of machine load spreads over every design

@@ -19,8 +19,8 @@ cannot be taught to it by assigning a name. ``register()`` therefore wraps ``par
 Before either, a ``Detect`` row's class count is set to the dict's ``nc``: ultralytics
 overrides ``nc`` in the dict when the data has another class count ("Overriding model.yaml
 nc=4 with nc=7") and a plain YAML's ``Detect, [nc]`` follows it, but a row written with the
-number (``Detect, [4]``, as a search trial's YAML is) would keep 4 classes and fail in the
-assigner (``index 4 is out of bounds``).
+number (``Detect, [4]``, as YAMLs written by hand or by older versions of the search may be)
+would keep 4 classes and fail in the assigner (``index 4 is out of bounds``).
 
 Usage::
 

@@ -38,6 +38,28 @@ def test_baseline_is_yolov8n(default_space) -> None:
     assert count_params(build_model(arch1)) == 3_011_043
 
 
+@pytest.mark.parametrize("neck", ["PAN", "AFPN"])
+def test_candidate_yaml_names_the_class_count(default_space, neck: str) -> None:
+    """A candidate's YAML writes ``Detect, [nc]``, so the exported file follows the class count
+    of the data it is trained on (here and in ultralytics); its ``arch_hash`` is the one of the
+    same YAML with the number written (``Detect, [4]``), so the identity does not depend on it."""
+    import dataclasses
+    import hashlib
+
+    from nas.search.objective import arch_hash
+
+    choices = {**default_space.baseline_choices(), "neck": neck}
+    arch = to_arch(default_space, choices, nc=4)
+    text = dump_arch(arch)
+    assert arch.head[-1].module == "Detect" and arch.head[-1].args == ("nc",)
+    assert build_model(load_arch(text).with_overrides(nc=3)).layers[-1].nc == 3
+    literal = dump_arch(arch.with_literal_nc())
+    assert "Detect, [4]]" in literal and "Detect, [nc]]" in text
+    assert arch_hash(text) == arch_hash(literal) == hashlib.sha256(literal.encode()).hexdigest()[:16]
+    other = dump_arch(dataclasses.replace(arch, nc=3))
+    assert arch_hash(other) != arch_hash(text)
+
+
 def test_seed_designs_reproduce_reference(default_space) -> None:
     """Seed 001 and 'CSPPC instead of all 8 C2f' match the reference counts exactly."""
     ghost = to_arch(default_space, default_space.seeds["seed001_ghost"], nc=80)

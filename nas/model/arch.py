@@ -193,6 +193,16 @@ class Architecture:
         depth, width, max_channels = self.scales[name]
         return Scale(depth, width, max_channels)
 
+    def with_literal_nc(self) -> Architecture:
+        """A copy whose row arguments ``"nc"`` (the symbolic class count, as in ``Detect, [nc]``)
+        are replaced by ``self.nc``: the network these rows build, whichever way it was written."""
+
+        def literal(rows: tuple[Row, ...]) -> tuple[Row, ...]:
+            return tuple(replace(r, args=tuple(self.nc if a == "nc" else a for a in r.args))
+                         for r in rows)  # fmt: skip
+
+        return replace(self, backbone=literal(self.backbone), head=literal(self.head))
+
     def with_overrides(self, *, nc: int | None = None, scale: str | None = None) -> Architecture:
         """A copy with ``nc`` and/or ``scale`` replaced (None keeps the current value)."""
         changes: dict[str, Any] = {}

@@ -207,8 +207,13 @@ class TrialOutcome:
 
 
 def arch_hash(yaml_text: str) -> str:
-    """Identity of a candidate: sha256 of its dumped model YAML (16 hex digits)."""
-    return hashlib.sha256(yaml_text.encode()).hexdigest()[:16]
+    """Identity of a candidate: sha256 (16 hex digits) of its model YAML as ``dump_arch`` writes
+    it with the class count resolved (``Detect, [nc]`` hashes as ``Detect, [4]`` for ``nc: 4``),
+    so a design has one hash whether its YAML names the class count or writes the number."""
+    from nas.model.arch import dump_arch, load_arch
+
+    text = dump_arch(load_arch(yaml_text).with_literal_nc())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _torch_latency(model: torch.nn.Module, lat: LatencySettings) -> tuple[float, float | None]:

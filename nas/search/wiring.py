@@ -41,7 +41,7 @@ def to_arch(space: SearchSpace, choices: Mapping[str, Any], nc: int) -> Architec
     picks = {key: space.decisions[key].option(value) for key, value in choices.items()}
     backbone_opt = picks["backbone"]
     backbone, feats = BACKBONES[backbone_opt.module or "yolov8"](backbone_opt, picks)
-    head = NECKS[choices["neck"]](space, picks, feats, len(backbone), nc)
+    head = NECKS[choices["neck"]](space, picks, feats, len(backbone))
     tpl = template_arch()
     max_channels = tpl.scales[space.scale][2]
     return Architecture(
@@ -105,7 +105,7 @@ def _timm_backbone(option: Option, picks: Mapping[str, Option]) -> tuple[list[Ro
 
 
 def _pan_neck(
-    space: SearchSpace, picks: Mapping[str, Option], feats: Feats, base: int, nc: int
+    space: SearchSpace, picks: Mapping[str, Option], feats: Feats, base: int
 ) -> list[Row]:
     """The template's head rows with ``from`` remapped onto ``feats`` and this backbone."""
     from dataclasses import replace
@@ -119,13 +119,13 @@ def _pan_neck(
             f if f < 0 else (mapping[f] if f < n else f - n + base) for f in row.inputs
         )
         if row.module == "Detect":
-            row = replace(row, args=(nc,))
+            row = replace(row, args=("nc",))
         rows.append(replace(row, frm=inputs if isinstance(row.frm, tuple) else inputs[0]))
     return rows
 
 
 def _afpn_neck(
-    space: SearchSpace, picks: Mapping[str, Option], feats: Feats, base: int, nc: int
+    space: SearchSpace, picks: Mapping[str, Option], feats: Feats, base: int
 ) -> list[Row]:
     from nas.model.arch import Row
 
@@ -134,7 +134,7 @@ def _afpn_neck(
     widths = [int(tpl.rows[i].args[0]) for i in detect.inputs]  # P3, P4, P5 output widths
     rows = [Row(feats, 1, "AFPN", (widths, *space.afpn_args))]
     rows += [Row(base, 1, "Index", (i,)) for i in range(3)]
-    rows.append(Row((base + 1, base + 2, base + 3), 1, "Detect", (nc,)))
+    rows.append(Row((base + 1, base + 2, base + 3), 1, "Detect", ("nc",)))
     return rows
 
 
