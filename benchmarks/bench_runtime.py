@@ -7,8 +7,8 @@ Run from the repository root (needs the ``[deploy]`` extra)::
     .venv/bin/python benchmarks/bench_runtime.py --study liteyolo [--results-dir results]
 
 For every model of ``models/`` at scale n (nc 80), or every distinct design a search study
-visited (``--study``: one per ``arch_hash``, with the study's class count): batch-1 latency in PyTorch eager mode
-(``nas.model.counting.measure_latency``, ``torch.set_num_threads(threads)``) and in
+visited (``--study``: one per ``arch_hash``, with the study's class count): batch-1 latency
+in PyTorch eager mode (``nas.model.counting.measure_latency``, ``torch.set_num_threads``) and in
 onnxruntime's CPU execution provider (``nas.deploy.latency``: static-shape export, the same
 intra-op thread count, sequential execution). Both are measured in this process, in
 ``--rounds`` rounds over all models (each measurement after its warm-up); the table prints
