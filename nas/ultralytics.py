@@ -42,6 +42,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from nas.model.arch import NC_HEADS
+
 __all__ = ["HEADS", "custom_rows", "is_registered", "register", "unregister", "with_model_nc"]
 
 _TOKEN = "nas-prebuilt"
@@ -72,7 +74,7 @@ def custom_rows(d: dict[str, Any]) -> list[int]:
     return out
 
 
-HEADS = ("Detect",)  # rows whose first argument is the class count
+HEADS = NC_HEADS  # rows whose first argument is the class count
 
 
 def with_model_nc(d: dict[str, Any]) -> dict[str, Any]:

@@ -105,6 +105,18 @@ def test_nc_override_and_defaults():
     assert load_arch({k: v for k, v in TINY.items() if k != "nc"}).nc == 80
 
 
+def test_nc_override_reaches_a_head_written_with_the_number():
+    """``Detect, [4]`` (the class count as a number) follows an ``nc`` override like
+    ``Detect, [nc]`` does, so such a YAML trains on data with another class count."""
+    text = dump_arch(load_arch("yolov8n.yaml", nc=4).with_literal_nc())
+    assert "Detect, [4]]" in text
+    assert build_model(text, nc=3).layers[-1].nc == 3
+    arch = load_arch(text, nc=3)
+    assert arch.head[-1].args == ("nc",) and arch.with_literal_nc().head[-1].args == (3,)
+    assert build_model(load_arch(text), nc=7).layers[-1].nc == 7  # through with_overrides
+    assert build_model(text).layers[-1].nc == 4  # no override: the file's own count
+
+
 def test_resolve_model_path(tmp_path: Path):
     assert resolve_model_path("yolov8n.yaml") == models_dir() / "yolov8.yaml"
     assert resolve_model_path("yolov8s-ghost.yaml") == models_dir() / "yolov8-ghost.yaml"

@@ -31,6 +31,7 @@ from nas.errors import UserError
 __all__ = [
     "ArchError",
     "Architecture",
+    "NC_HEADS",
     "ModelNotFoundError",
     "Row",
     "dump_arch",
@@ -44,6 +45,7 @@ __all__ = [
 _SCALE_RE = re.compile(r"yolo(e-)?v?\d+([nslmx])")
 _UNIFY_RE = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-foo -> yolov8-foo
 _TOP_KEYS = ("nc", "scales", "scale", "backbone", "head")
+NC_HEADS = ("Detect",)  # rows whose first argument is the class count
 
 
 class ArchError(UserError, ValueError):
@@ -207,10 +209,21 @@ class Architecture:
         """A copy with ``nc`` and/or ``scale`` replaced (None keeps the current value)."""
         changes: dict[str, Any] = {}
         if nc is not None:
-            changes["nc"] = nc
+            # a head row holding the class count as a number (``Detect, [4]``) follows it too
+            changes.update(nc=nc, backbone=_symbolic_heads(self.backbone),
+                           head=_symbolic_heads(self.head))  # fmt: skip
         if scale is not None:
             changes["scale"] = scale
         return replace(self, **changes) if changes else self
+
+
+def _symbolic_heads(rows: tuple[Row, ...]) -> tuple[Row, ...]:
+    """``rows`` with each ``NC_HEADS`` row's first argument, when a number, written ``"nc"``."""
+    return tuple(
+        replace(r, args=("nc", *r.args[1:]))
+        if r.module in NC_HEADS and r.args and _is_int(r.args[0]) else r
+        for r in rows
+    )  # fmt: skip
 
 
 def _section(arch: Architecture, index: int) -> str:
@@ -328,14 +341,15 @@ def arch_from_dict(
     if name_scale and scales and name_scale not in scales and not (scale or data.get("scale")):
         raise ArchError(f"the file name asks for scale {name_scale!r}; valid: {', '.join(scales)}")
     extra = {k: v for k, v in data.items() if k not in _TOP_KEYS}
-    return Architecture(
-        nc=data.get("nc", 80) if nc is None else nc,
+    arch = Architecture(
+        nc=data.get("nc", 80),
         backbone=backbone,
         head=head,
         scales=dict(scales),
         scale=chosen,
         extra=extra,
     )
+    return arch if nc is None else arch.with_overrides(nc=nc)
 
 
 def load_arch(
