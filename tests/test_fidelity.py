@@ -185,7 +185,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     assert "missing" in capsys.readouterr().err
 
 
-def _fake_study(results: Path, name: str) -> None:
+def _fake_study(results: Path, name: str, *, promote: bool = False) -> None:
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -208,8 +208,31 @@ def _fake_study(results: Path, name: str) -> None:
             attrs["design"] = design
         if rung_mean is not None:
             attrs["map50_95_mean"] = rung_mean
+        if promote and rung_mean is not None:  # rung 0 here, its promotion below
+            attrs.pop("map50_95_mean")
+            attrs["rung"] = 0
         study.add_trial(optuna.trial.create_trial(values=[score, 1e6 + i], user_attrs=attrs))
+        if promote and rung_mean is not None:
+            study.add_trial(optuna.trial.create_trial(values=[rung_mean, 1e6 + i], user_attrs={
+                **attrs, "rung": 1, "map50_95_mean": rung_mean, "promoted_from": i}))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+
+
+def test_study_panel_scores_rung0_apart(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A study with two rungs: ``search`` is each design's highest rung, ``search@rung0`` the
+    cheapest rung's score that every candidate got (a supernet study's weight-sharing score)."""
+    results = tmp_path / "results"
+    _fake_study(results, "s", promote=True)
+    main(["--study", "s", "--results-dir", str(results), "--common", _common(tmp_path),
+          "--seeds", "0", "1", "--json", *FAST], train_fn=fake_train)  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["score"] == "search" and summary["n_designs"] == 4
+    assert "search@rung0" in summary["proxies"]
+    frame = __import__("pandas").read_csv(results / "s" / "fidelity" / "fidelity.csv")
+    per_design = frame.drop_duplicates("design").set_index("design")
+    promoted = per_design[per_design["search_score"] == 0.35]
+    assert len(promoted) == 1 and promoted["search_rung0"].iloc[0] == 0.40
+    assert per_design.loc["baseline", "search_rung0"] == per_design.loc["baseline", "search_score"]
 
 
 def test_study_panel_uses_the_searchs_score(tmp_path: Path,

@@ -44,6 +44,8 @@ class Design:
         gflops: GFLOPs at 640 px.
         search_score: The search's own score (a study's ``map50_95``), None outside a study.
         role: ``baseline``, ``seed``, ``front`` or ``other``.
+        rung0_score: The study's score at its cheapest rung, which every candidate gets (a
+            supernet study's weight-sharing score), None outside a study.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Design:
     gflops: float
     search_score: float | None = None
     role: str = "other"
+    rung0_score: float | None = None
 
 
 def design_from_yaml(name: str, text: str, *, role: str = "other",
@@ -188,6 +191,11 @@ def panel_from_study(study: Any, n: int) -> list[Design]:
     if not rows:
         raise PanelError(f"study {study.study_name!r}: no COMPLETE trial with arch_yaml and "
                          "map50_95")  # fmt: skip
+    # the rung-0 score of each design (its first trial at rung 0)
+    rung0: dict[str, float] = {}
+    for r in sorted(rows, key=lambda r: r[0]):
+        if not int(r[3].get("rung") or 0) and r[3].get("arch_hash"):
+            rung0.setdefault(str(r[3]["arch_hash"]), r[4])
     # a design trained at several rungs (or trials): keep its highest rung's score
     rows.sort(key=lambda r: (-int(r[3].get("rung") or 0), r[0]))
 
@@ -196,7 +204,7 @@ def panel_from_study(study: Any, n: int) -> list[Design]:
         if a.get("params") is None or a.get("gflops") is None or not a.get("arch_hash"):
             return design_from_yaml(r[1], a["arch_yaml"], role=r[2], search_score=r[4])
         return Design(r[1], a["arch_yaml"], str(a["arch_hash"]), int(a["params"]),
-                      float(a["gflops"]), r[4], r[2])  # fmt: skip
+                      float(a["gflops"]), r[4], r[2], rung0.get(str(a["arch_hash"])))  # fmt: skip
 
     designs = _dedupe(make(r) for r in rows)
     front = pareto_mask([[d.search_score, float(d.params)] for d in designs],

@@ -31,9 +31,9 @@ __all__ = ["CSV_COLUMNS", "records_frame", "summarise", "write_report"]
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["design", "role", "arch_hash", "params", "gflops", "synflow", "search_score",
-               "recipe", "recipe_desc", "seed", "map50_95", "map50", "sotl", "val_loss",
-               "cpu_seconds", "wall_seconds", "train_images", "imgsz", "epochs", "threads",
-               "error"]  # fmt: skip
+               "search_rung0", "recipe", "recipe_desc", "seed", "map50_95", "map50", "sotl",
+               "val_loss", "cpu_seconds", "wall_seconds", "train_images", "imgsz", "epochs",
+               "threads", "error"]  # fmt: skip
 
 
 def records_frame(spec: Any, panel: list[Design], cache: RunCache) -> pd.DataFrame:
@@ -49,7 +49,8 @@ def records_frame(spec: Any, panel: list[Design], cache: RunCache) -> pd.DataFra
                 row = {k: rec.get(k) for k in CSV_COLUMNS}
                 row.update(design=d.name, role=d.role, arch_hash=d.arch_hash, params=d.params,
                            gflops=d.gflops, synflow=syn.get("synflow"),
-                           search_score=d.search_score, recipe=recipe.name,
+                           search_score=d.search_score, search_rung0=d.rung0_score,
+                           recipe=recipe.name,
                            recipe_desc=recipe.describe(), seed=seed)  # fmt: skip
                 rows.append(row)
     frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
@@ -64,6 +65,7 @@ def _design_table(panel: list[Design], cache: RunCache, synflow_imgsz: int) -> p
     return pd.DataFrame({"params": [d.params for d in panel], "gflops": [d.gflops for d in panel],
                          "synflow": [syn[d.name] for d in panel],
                          "search": [d.search_score for d in panel],
+                         "search_rung0": [d.rung0_score for d in panel],
                          "role": [d.role for d in panel]},
                         index=[d.name for d in panel])  # fmt: skip
 
@@ -125,6 +127,10 @@ def summarise(spec: Any, panel: list[Design], cache: RunCache) -> dict[str, Any]
     if study_values:
         scores.insert(0, Score("search", "", study_values, 0.0, 0.0, 1))
         first = "search"
+    rung0 = {n: float(v) for n, v in designs["search_rung0"].items()
+             if v is not None and not pd.isna(v)}  # fmt: skip
+    if rung0 and rung0 != study_values:  # a study with several rungs: its rung 0 alone too
+        scores.insert(1, Score("search@rung0", "", rung0, 0.0, 0.0, 1))
     rows = (_compare(s, truth, spec.top_k, spec.bootstrap) for s in scores)
     table = [row for row in rows if row is not None]
     by_name = {row["score"]: row for row in table}
