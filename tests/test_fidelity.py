@@ -6,6 +6,7 @@ import json
 import math
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -218,33 +219,36 @@ def _fake_study(results: Path, name: str, *, promote: bool = False) -> None:
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
 
 
-def test_study_panel_scores_rung0_apart(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """A study with two rungs: ``search`` is each design's highest rung, ``search@rung0`` the
-    cheapest rung's score that every candidate got (a supernet study's weight-sharing score)."""
+def _study_measurement(tmp_path: Path, capsys: pytest.CaptureFixture, *,
+                       promote: bool) -> tuple[dict, Any]:  # fmt: skip
+    """``nas.fidelity --study --json`` on a fake study: the summary and fidelity.csv."""
+    import pandas as pd
+
     results = tmp_path / "results"
-    _fake_study(results, "s", promote=True)
+    _fake_study(results, "s", promote=promote)
     main(["--study", "s", "--results-dir", str(results), "--common", _common(tmp_path),
           "--seeds", "0", "1", "--json", *FAST], train_fn=fake_train)  # fmt: skip
     summary = json.loads(capsys.readouterr().out)
     assert summary["score"] == "search" and summary["n_designs"] == 4
-    assert "search@rung0" in summary["proxies"]
-    frame = __import__("pandas").read_csv(results / "s" / "fidelity" / "fidelity.csv")
-    per_design = frame.drop_duplicates("design").set_index("design")
-    promoted = per_design[per_design["search_score"] == 0.35]
-    assert len(promoted) == 1 and promoted["search_rung0"].iloc[0] == 0.40
-    assert per_design.loc["baseline", "search_rung0"] == per_design.loc["baseline", "search_score"]
+    return summary, pd.read_csv(results / "s" / "fidelity" / "fidelity.csv")
 
 
 def test_study_panel_uses_the_searchs_score(tmp_path: Path,
                                             capsys: pytest.CaptureFixture) -> None:
-    results = tmp_path / "results"
-    _fake_study(results, "s")
-    main(["--study", "s", "--results-dir", str(results), "--common", _common(tmp_path),
-          "--seeds", "0", "1", "--json", *FAST], train_fn=fake_train)  # fmt: skip
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["score"] == "search" and summary["n_designs"] == 4
+    summary, frame = _study_measurement(tmp_path, capsys, promote=False)
     assert "trial:map50_95@s0" in summary["proxies"]
-    frame = __import__("pandas").read_csv(results / "s" / "fidelity" / "fidelity.csv")
+    assert "search@rung0" not in summary["proxies"]  # one rung: the same as ``search``
     scores = dict(zip(frame["design"], frame["search_score"], strict=False))
     assert scores["baseline"] == 0.30 and scores["trial2"] == 0.35  # the top rung's mean
     assert set(frame["role"]) == {"baseline", "seed", "front", "other"}
+
+
+def test_study_panel_scores_rung0_apart(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A study with two rungs: ``search`` is each design's highest rung, ``search@rung0`` the
+    cheapest rung's score that every candidate got (a supernet study's weight-sharing score)."""
+    summary, frame = _study_measurement(tmp_path, capsys, promote=True)
+    assert "search@rung0" in summary["proxies"]
+    per_design = frame.drop_duplicates("design").set_index("design")
+    promoted = per_design[per_design["search_score"] == 0.35]
+    assert len(promoted) == 1 and promoted["search_rung0"].iloc[0] == 0.40
+    assert per_design.loc["baseline", "search_rung0"] == per_design.loc["baseline", "search_score"]
