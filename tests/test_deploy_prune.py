@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch import nn
 
 pytest.importorskip("torch_pruning")
 pytest.importorskip("onnxruntime")
@@ -104,6 +105,18 @@ def test_light_designs_prune_with_custom_blocks_handled(name: str) -> None:
         assert len(result.ignored) > head_only
     model.eval()
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 7, 84)
+
+
+def test_round_to_keeps_pruned_widths_multiples() -> None:
+    """``round_to=8``: every pruned conv keeps a multiple of 8 output channels."""
+    model = tiny("yolov8.yaml", width=0.25)
+    before = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    prune_detector(model, None, PruneConfig(target_ratio=0.7, steps=1, round_to=8))
+    after = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    pruned = [n for n in before if after[n] != before[n]]
+    assert pruned and all(after[n] % 8 == 0 for n in pruned)
+    with pytest.raises(ValueError, match="round_to"):
+        PruneConfig(round_to=0)
 
 
 def test_unreachable_target_is_an_error() -> None:

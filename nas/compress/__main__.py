@@ -54,6 +54,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="comma-separated subset of int8,prune,distill")  # fmt: skip
     parser.add_argument("--prune-ratio", type=float, default=0.7, help="parameters kept")
     parser.add_argument("--prune-steps", type=int, default=2)
+    parser.add_argument("--round-to", type=int, default=None,
+                        help="keep pruned channel counts multiples of this (e.g. 8)")  # fmt: skip
     parser.add_argument("--calibration-images", type=int, default=64)
     parser.add_argument("--teacher", help="teacher model YAML (default: the input model)")
     parser.add_argument("--teacher-weights", help="the teacher's weights.pt")
@@ -143,7 +145,8 @@ def _settings(args: argparse.Namespace) -> Any:
         stages=stages,
         threads=args.threads,
         calibration_images=args.calibration_images,
-        prune=PruneConfig(target_ratio=args.prune_ratio, steps=args.prune_steps),
+        prune=PruneConfig(target_ratio=args.prune_ratio, steps=args.prune_steps,
+                          round_to=args.round_to),
         teacher_yaml=args.teacher,
         teacher_weights=args.teacher_weights,
         latency_repeats=args.repeats,

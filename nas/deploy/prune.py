@@ -104,6 +104,8 @@ class PruneConfig:
                 f"prune: need 0 < target_ratio <= 1, steps >= 1, imgsz a multiple of 32; got "
                 f"{self.target_ratio}, {self.steps}, {self.imgsz}"
             )
+        if self.round_to is not None and self.round_to < 1:
+            raise DeployError(f"prune: round_to must be >= 1 (or None), got {self.round_to}")
 
 
 @dataclass(frozen=True)
