@@ -27,6 +27,7 @@ from nas.search.rungs import (
     crowding_distance,
     next_promotion,
     nondominated_ranks,
+    promotions_settled,
 )
 from nas.search.space import parse_space
 from nas.search.study import _evaluate, enqueue_designs
@@ -160,6 +161,52 @@ def test_promote_at_most_counts_early_promotions_that_fell_out_of_the_top() -> N
     assert next_promotion(done, claimed | {("k5", 1)}, schedule, DIRS) is None
 
 
+def test_promote_after_all_waits_for_the_rung_to_close() -> None:
+    """A capped ``promote_after_all`` rung: nothing but the baseline leaves before every
+    candidate has finished; then the best of all of them, not of the first few."""
+    schedule = RungSchedule((Rung(promote_at_most=2, promote_after_all=True), Rung()), eta=2)
+    done = [Evaluated(0, "base", 0, (0.3, 3.0), "baseline")] + [
+        Evaluated(i, f"k{i}", 0, (0.1 * i, 1.0)) for i in range(1, 10)]  # best: 9, 8
+    early = done[:3]
+    claimed = {(e.key, 0) for e in early}
+    got = next_promotion(early, claimed, schedule, DIRS, rung0_done=False, busy={0})
+    assert got is not None and got[0].design == "baseline"  # at once
+    claimed.add(("base", 1))
+    assert next_promotion(early, claimed, schedule, DIRS, rung0_done=False, busy={0}) is None
+    assert not promotions_settled(early, claimed, schedule, DIRS, rung0_done=False, busy={0})
+    claimed |= {(e.key, 0) for e in done}
+    # all finished, but a retry is queued at rung 0: still open
+    assert next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={0, 1}) is None
+    got = next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={1})
+    assert got is not None and got[0].number == 9
+    claimed.add(("k9", 1))
+    got = next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={1})
+    assert got is not None and got[0].number == 8
+    claimed.add(("k8", 1))
+    assert next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={1}) is None
+    assert promotions_settled(done, claimed, schedule, DIRS, rung0_done=True, busy={1})
+    # without promote_after_all the same cap is used up by the first results (ASHA)
+    asha = RungSchedule((Rung(promote_at_most=2), Rung()), eta=2, always_promote=())
+    got = next_promotion(early, {(e.key, 0) for e in early}, asha, DIRS)
+    assert got is not None and got[0].number < 3  # one of the first three leaves at once
+
+
+def test_a_higher_rung_closes_after_the_rung_below_and_its_promotions() -> None:
+    schedule = RungSchedule((Rung(promote_after_all=True), Rung(promote_after_all=True),
+                             Rung()), eta=2, always_promote=())  # fmt: skip
+    rung0 = _results([(0.1 * i, 1.0) for i in range(4)])  # 4 // 2 = 2 promoted: 3, 2
+    claimed = {(e.key, 0) for e in rung0} | {("k3", 1)}
+    args = {"rung0_done": True, "busy": set()}
+    got = next_promotion(rung0, claimed, schedule, DIRS, **args)
+    assert got is not None and (got[0].number, got[1]) == (2, 1)  # rung 1 not closed yet
+    claimed.add(("k2", 1))
+    done = rung0 + [Evaluated(4, "k3", 1, (0.5, 1.0))]  # k2 still running at rung 1
+    assert next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={1}) is None
+    done.append(Evaluated(5, "k2", 1, (0.6, 1.0)))
+    got = next_promotion(done, claimed, schedule, DIRS, **args)
+    assert got is not None and (got[0].key, got[1]) == ("k2", 2)  # 2 // 2 = 1: the best
+
+
 def test_each_rung_uses_its_evaluator(tmp_path: Path) -> None:
     schedule = RungSchedule((Rung(), Rung(evaluator="standalone")))
     ctx = _ctx(tmp_path, ScoreByDesign(), schedule)
@@ -199,7 +246,7 @@ def _ctx(tmp_path: Path, fit: ScoreByDesign, schedule: RungSchedule) -> TrialCon
 def _work(study: optuna.Study, ctx: TrialContext, n_trials: int, limit: int = 100) -> None:
     """The search loop's decisions (as ``run_search``) with a fake trainer."""
     for _ in range(limit):
-        promoted = enqueue_promotion(study, ctx.schedule, ctx.objectives.directions)
+        promoted = enqueue_promotion(study, ctx.schedule, ctx.objectives.directions, n_trials)
         done = sum(1 for t in study.get_trials(deepcopy=False)
                    if t.state.is_finished() and t.user_attrs.get(A.RUNG, 0) == 0)
         if promoted is None and not pending_promotions(study) and done >= n_trials:
@@ -251,6 +298,50 @@ def test_rungs_promote_the_best_and_train_top_rung_seeds(tmp_path: Path) -> None
     assert not front.empty and set(front[A.RUNG]) == {1}
     text = summary_text(table, front, Objectives(), top_rung=1)
     assert "seed noise (pooled sd)" in text and "baseline" in text
+
+
+def test_promote_after_all_in_a_study_confirms_the_best_of_all(tmp_path: Path) -> None:
+    schedule = RungSchedule((Rung(train={"epochs": 1}, promote_at_most=1,
+                                  promote_after_all=True),
+                             Rung(train={"epochs": 3}, seeds=2)), eta=3)  # fmt: skip
+    ctx = _ctx(tmp_path, ScoreByDesign(), schedule)
+    study = optuna.create_study(directions=["maximize"],
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    ctx.objectives = Objectives(minimize=())  # mAP only: "the best" is one candidate
+    enqueue_designs(study, ctx.space)
+    _work(study, ctx, n_trials=6)
+    trials = study.get_trials(deepcopy=False)
+    rung0 = [t for t in trials if t.user_attrs[A.RUNG] == 0]
+    rung1 = [t for t in trials if t.user_attrs[A.RUNG] == 1]
+    assert len(rung0) == 6
+    sampled = [t for t in rung1 if t.user_attrs.get(A.DESIGN) != "baseline"]
+    assert len(sampled) == 1 and len(rung1) == 2  # the cap, and the baseline
+    # promoted after the last candidate, and the best of all six
+    assert sampled[0].number > max(t.number for t in rung0)
+    best = max(rung0, key=lambda t: (t.values[0], -t.number))
+    assert sampled[0].user_attrs[A.PROMOTED_FROM] == best.number
+
+
+def test_settled_waits_for_a_running_candidate_of_another_worker() -> None:
+    """The search loop's view: with the last candidate still running elsewhere the rung is open
+    (an idle worker waits rather than leaving the promotions to that worker alone)."""
+    from nas.search.promotion import settled
+
+    schedule = RungSchedule((Rung(promote_after_all=True), Rung()), eta=2, always_promote=())
+    study = optuna.create_study(directions=DIRS)
+    for i in range(3):
+        study.add_trial(optuna.trial.create_trial(
+            values=[0.1 * i, 1.0], user_attrs={A.RUNG: 0, A.ARCH_HASH: f"k{i}"}))
+    running = study.ask()  # the 4th candidate, on another worker
+    running.set_user_attr(A.RUNG, 0)
+    assert enqueue_promotion(study, schedule, DIRS, n_trials=4) is None
+    assert not settled(study, schedule, DIRS, n_trials=4)
+    running.set_user_attr(A.ARCH_HASH, "k3")
+    study.tell(running, [0.9, 1.0])
+    assert enqueue_promotion(study, schedule, DIRS, n_trials=4) == (3, 1)  # the best of all
+    assert enqueue_promotion(study, schedule, DIRS, n_trials=4) == (2, 1)
+    assert enqueue_promotion(study, schedule, DIRS, n_trials=4) is None
+    assert settled(study, schedule, DIRS, n_trials=4)
 
 
 def test_ties_at_a_rung_are_promoted_in_trial_order(tmp_path: Path) -> None:

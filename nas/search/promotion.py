@@ -16,9 +16,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.search import attrs as A
-from nas.search.rungs import Evaluated, RungSchedule, next_promotion
+from nas.search.rungs import Evaluated, RungSchedule, next_promotion, promotions_settled
+from nas.search.workers import INTERRUPTED
 
-__all__ = ["enqueue_promotion", "evaluated", "is_candidate", "pending_promotions"]
+__all__ = ["enqueue_promotion", "evaluated", "is_candidate", "pending_promotions", "settled"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,27 @@ def _claimed(trials: Sequence[FrozenTrial]) -> set[tuple[str, int]]:
     return claimed
 
 
+def _progress(trials: Sequence[FrozenTrial], n_trials: int | None) -> dict[str, object]:
+    """What ``promote_after_all`` rungs wait for: all ``n_trials`` candidates finished at rung
+    0 (an interrupted one does not count: it runs again), and the rungs still at work."""
+    finished = sum(
+        is_candidate(t) and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+            t.state == TrialState.FAIL
+            and not str(t.user_attrs.get(A.FAIL_REASON, "")).startswith(INTERRUPTED)))
+        for t in trials
+    )  # fmt: skip
+    busy = {rung_of(t) for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)}
+    return {"rung0_done": n_trials is not None and finished >= n_trials, "busy": busy}
+
+
+def settled(study: optuna.Study, schedule: RungSchedule, directions: Sequence[str],
+            n_trials: int) -> bool:  # fmt: skip
+    """No promotion can come any more (see ``nas.search.rungs.promotions_settled``)."""
+    trials = study.get_trials(deepcopy=False)
+    return promotions_settled(evaluated(trials), _claimed(trials), schedule, directions,
+                              **_progress(trials, n_trials))  # type: ignore[arg-type]
+
+
 def pending_promotions(study: optuna.Study) -> int:
     """Promotions enqueued and not yet asked for."""
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
@@ -67,13 +89,19 @@ def pending_promotions(study: optuna.Study) -> int:
 
 
 def enqueue_promotion(
-    study: optuna.Study, schedule: RungSchedule, directions: Sequence[str]
+    study: optuna.Study, schedule: RungSchedule, directions: Sequence[str],
+    n_trials: int | None = None,
 ) -> tuple[int, int] | None:
-    """Enqueue the next promotion, if any: ``(trial number promoted, new rung)``."""
+    """Enqueue the next promotion, if any: ``(trial number promoted, new rung)``.
+
+    ``n_trials``: the candidates the search will evaluate (a ``promote_after_all`` rung 0
+    closes when all have finished; None: never).
+    """
     if schedule.top == 0:
         return None
     trials = study.get_trials(deepcopy=False)
-    chosen = next_promotion(evaluated(trials), _claimed(trials), schedule, directions)
+    chosen = next_promotion(evaluated(trials), _claimed(trials), schedule, directions,
+                            **_progress(trials, n_trials))  # type: ignore[arg-type]
     if chosen is None:
         return None
     item, rung = chosen

@@ -9,6 +9,12 @@ asks for work, from the highest rung down, so no worker waits for a rung to fill
 is promoted at most once per rung. Designs named in ``always_promote`` (the baseline) climb every
 rung, so the final answer is read against them at the same fidelity.
 
+A rung with ``promote_after_all`` instead promotes only once it is *closed*, when every
+candidate it will get has finished there (rung 0: ``n_trials`` candidates; a higher rung: the
+rung below closed and its promotions finished). With a cap (``promote_at_most``) that is the
+difference between the best of all candidates and the best of the first few: ASHA's early
+decisions use up a cap of 3 within the first dozen of a hundred candidates scored on a supernet.
+
 This module is pure (no Optuna, no training): ``nas.search.study`` feeds it the finished trials.
 
 Example:
@@ -19,7 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +37,7 @@ __all__ = [
     "crowding_distance",
     "next_promotion",
     "nondominated_ranks",
+    "promotions_settled",
 ]
 
 
@@ -48,6 +55,8 @@ class Rung:
             standalone top rung.
         promote_at_most: at most this many candidates leave this rung (None: ``1 / eta`` of
             them, no cap); a supernet rung scores hundreds, the next rung trains a few.
+        promote_after_all: promote only once the rung is closed (search, then confirm); the
+            ``always_promote`` designs leave at once.
     """
 
     train: dict[str, Any] = field(default_factory=dict)
@@ -55,6 +64,7 @@ class Rung:
     seeds: int = 1
     evaluator: str | None = None
     promote_at_most: int | None = None
+    promote_after_all: bool = False
 
     def __post_init__(self) -> None:
         if int(self.seeds) < 1:
@@ -176,11 +186,63 @@ def best_first(items: Sequence[Evaluated], directions: Sequence[str]) -> list[Ev
     return [items[i] for i in order]
 
 
+def _unique(evaluated: Sequence[Evaluated], rung: int) -> list[Evaluated]:
+    """The first evaluation of each candidate at ``rung``."""
+    seen: set[str] = set()
+    unique = []
+    for e in sorted((e for e in evaluated if e.rung == rung), key=lambda e: e.number):
+        if e.key not in seen:
+            seen.add(e.key)
+            unique.append(e)
+    return unique
+
+
+def _chosen(ranked: list[Evaluated], rung: int, closed: bool, claimed: set[tuple[str, int]],
+            schedule: RungSchedule) -> list[Evaluated]:  # fmt: skip
+    """The candidates of ``rung`` (ranked best first) that belong at ``rung + 1``."""
+    spec = schedule.rungs[rung]
+    quota = len(ranked) // schedule.eta
+    if spec.promote_after_all and not closed:
+        quota = 0
+    cap = spec.promote_at_most
+    if cap is not None:  # a hard cap: early promotions that later fell out of the top count
+        left = sum((e.key, rung + 1) in claimed for e in ranked
+                   if e.design not in schedule.always_promote)  # fmt: skip
+        quota = min(quota, int(cap)) if left < int(cap) else 0
+    return ranked[:quota] + [e for e in ranked if e.design in schedule.always_promote]
+
+
+def _decisions(
+    evaluated: Sequence[Evaluated],
+    claimed: set[tuple[str, int]],
+    schedule: RungSchedule,
+    directions: Sequence[str],
+    rung0_done: bool,
+    busy: Collection[int],
+) -> tuple[list[bool], list[list[Evaluated]]]:
+    """Per rung below the top: whether it is closed, and its candidates due one rung up."""
+    closed: list[bool] = []
+    chosen: list[list[Evaluated]] = []
+    for rung in range(schedule.top):
+        if rung == 0:
+            is_closed = rung0_done and 0 not in busy
+        else:  # nothing more can arrive: the rung below is closed and sent all it will send
+            is_closed = (closed[-1] and rung not in busy
+                         and all((e.key, rung) in claimed for e in chosen[-1]))  # fmt: skip
+        ranked = best_first(_unique(evaluated, rung), directions)
+        closed.append(is_closed)
+        chosen.append(_chosen(ranked, rung, is_closed, claimed, schedule))
+    return closed, chosen
+
+
 def next_promotion(
     evaluated: Sequence[Evaluated],
     claimed: set[tuple[str, int]],
     schedule: RungSchedule,
     directions: Sequence[str],
+    *,
+    rung0_done: bool = False,
+    busy: Collection[int] = (),
 ) -> tuple[Evaluated, int] | None:
     """The next candidate to promote and its new rung, or None (sample a new candidate).
 
@@ -189,25 +251,28 @@ def next_promotion(
         claimed: ``(key, rung)`` pairs already evaluated, running or queued at that rung.
         schedule: the rungs and ``eta``.
         directions: the study's objective directions.
+        rung0_done: all ``n_trials`` candidates have finished rung 0 (``promote_after_all``).
+        busy: rungs with a trial running or queued (``promote_after_all``).
     """
+    _, chosen = _decisions(evaluated, claimed, schedule, directions, rung0_done, busy)
     for rung in range(schedule.top - 1, -1, -1):
-        here = [e for e in evaluated if e.rung == rung]
-        seen: set[str] = set()
-        unique = []
-        for e in sorted(here, key=lambda e: e.number):  # one evaluation per candidate
-            if e.key not in seen:
-                seen.add(e.key)
-                unique.append(e)
-        quota = len(unique) // schedule.eta
-        cap = schedule.rungs[rung].promote_at_most
-        ranked = best_first(unique, directions)
-        if cap is not None:  # a hard cap: early promotions that later fell out of the top count
-            left = sum((e.key, rung + 1) in claimed for e in unique
-                       if e.design not in schedule.always_promote)  # fmt: skip
-            quota = min(quota, int(cap)) if left < int(cap) else 0
-        chosen = ranked[:quota] + [e for e in ranked if e.design in schedule.always_promote]
-        for e in chosen:
+        for e in chosen[rung]:
             if (e.key, rung + 1) not in claimed:
                 return e, rung + 1
     return None
 
+
+def promotions_settled(
+    evaluated: Sequence[Evaluated],
+    claimed: set[tuple[str, int]],
+    schedule: RungSchedule,
+    directions: Sequence[str],
+    *,
+    rung0_done: bool,
+    busy: Collection[int],
+) -> bool:
+    """No ``promote_after_all`` rung can still promote: every one of them is closed (a worker
+    that finds nothing to do waits while this is False, instead of leaving the promotions to
+    the last worker alone)."""
+    closed, _ = _decisions(evaluated, claimed, schedule, directions, rung0_done, busy)
+    return all(c for c, r in zip(closed, schedule.rungs, strict=False) if r.promote_after_all)

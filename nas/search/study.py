@@ -37,7 +37,7 @@ from nas.search.objective import (
     run_trial,
 )
 from nas.search.optuna_api import set_system_attr
-from nas.search.promotion import enqueue_promotion, is_candidate, pending_promotions
+from nas.search.promotion import enqueue_promotion, is_candidate, pending_promotions, settled
 from nas.search.rungs import RungSchedule
 from nas.search.space import SearchSpace, load_space
 from nas.search.storage import (
@@ -69,6 +69,7 @@ __all__ = [
 
 
 logger = logging.getLogger(__name__)
+PROMOTION_POLL_S = 2.0  # how often a worker waiting for another's trial to close a rung looks
 
 
 def default_sampler(seed: int | None = None) -> optuna.samplers.BaseSampler:
@@ -202,17 +203,24 @@ def run_search(settings: SearchSettings) -> optuna.Study:
     )
 
     ctx = _make_context(settings, space, out_dir, study)
+    directions = settings.objectives.directions
     while True:
+        trial = None
         with study_lock(lock):
             failed = fail_stale_trials(study, stale, locked=lock is not None)  # died since
-            promoted = enqueue_promotion(study, settings.rungs, settings.objectives.directions)
-            if (promoted is None and not pending_promotions(study)
-                    and _done(study, stale) >= settings.n_trials):
+            promoted = enqueue_promotion(study, settings.rungs, directions, settings.n_trials)
+            idle = (promoted is None and not pending_promotions(study)
+                    and _done(study, stale) >= settings.n_trials)  # fmt: skip
+            if idle and settled(study, settings.rungs, directions, settings.n_trials):
                 break
-            trial = study.ask()
-            set_system_attr(study, trial, WORKER_ATTR, worker_id())
+            if not idle:
+                trial = study.ask()
+                set_system_attr(study, trial, WORKER_ATTR, worker_id())
         if failed:
             logger.warning("marked interrupted trials %s as FAIL (their workers died)", failed)
+        if trial is None:  # another worker's trial still decides a promote_after_all rung
+            time.sleep(PROMOTION_POLL_S)
+            continue
         started = time.perf_counter()
         with Heartbeat(study, trial):
             outcome = _evaluate(trial, ctx)
