@@ -250,8 +250,9 @@ def _schedule_record(schedule: RungSchedule) -> dict[str, Any]:
     return {
         "eta": schedule.eta,
         "top": schedule.top,
-        "rungs": [{"train": dict(r.train), "data": dict(r.data), "seeds": r.seeds}
-                  for r in schedule.rungs],
+        "rungs": [{"train": dict(r.train), "data": dict(r.data), "seeds": r.seeds,
+                   "promote_at_most": r.promote_at_most,
+                   "promote_after_all": r.promote_after_all} for r in schedule.rungs],
     }
 
 
