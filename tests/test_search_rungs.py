@@ -21,6 +21,7 @@ from nas.search.promotion import enqueue_promotion, evaluated, pending_promotion
 from nas.search.results import front_table, summary_text, trials_table
 from nas.search.rungs import (
     Evaluated,
+    Progress,
     Rung,
     RungSchedule,
     best_first,
@@ -169,22 +170,22 @@ def test_promote_after_all_waits_for_the_rung_to_close() -> None:
         Evaluated(i, f"k{i}", 0, (0.1 * i, 1.0)) for i in range(1, 10)]  # best: 9, 8
     early = done[:3]
     claimed = {(e.key, 0) for e in early}
-    got = next_promotion(early, claimed, schedule, DIRS, rung0_done=False, busy={0})
+    got = next_promotion(early, claimed, schedule, DIRS, Progress(False, frozenset({0})))
     assert got is not None and got[0].design == "baseline"  # at once
     claimed.add(("base", 1))
-    assert next_promotion(early, claimed, schedule, DIRS, rung0_done=False, busy={0}) is None
-    assert not promotions_settled(early, claimed, schedule, DIRS, rung0_done=False, busy={0})
+    assert next_promotion(early, claimed, schedule, DIRS, Progress(False, frozenset({0}))) is None
+    assert not promotions_settled(early, claimed, schedule, DIRS, Progress(False, frozenset({0})))
     claimed |= {(e.key, 0) for e in done}
     # all finished, but a retry is queued at rung 0: still open
-    assert next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={0, 1}) is None
-    got = next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={1})
+    assert next_promotion(done, claimed, schedule, DIRS, Progress(True, frozenset({0, 1}))) is None
+    got = next_promotion(done, claimed, schedule, DIRS, Progress(True, frozenset({1})))
     assert got is not None and got[0].number == 9
     claimed.add(("k9", 1))
-    got = next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={1})
+    got = next_promotion(done, claimed, schedule, DIRS, Progress(True, frozenset({1})))
     assert got is not None and got[0].number == 8
     claimed.add(("k8", 1))
-    assert next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={1}) is None
-    assert promotions_settled(done, claimed, schedule, DIRS, rung0_done=True, busy={1})
+    assert next_promotion(done, claimed, schedule, DIRS, Progress(True, frozenset({1}))) is None
+    assert promotions_settled(done, claimed, schedule, DIRS, Progress(True, frozenset({1})))
     # without promote_after_all the same cap is used up by the first results (ASHA)
     asha = RungSchedule((Rung(promote_at_most=2), Rung()), eta=2, always_promote=())
     got = next_promotion(early, {(e.key, 0) for e in early}, asha, DIRS)
@@ -196,14 +197,13 @@ def test_a_higher_rung_closes_after_the_rung_below_and_its_promotions() -> None:
                              Rung()), eta=2, always_promote=())  # fmt: skip
     rung0 = _results([(0.1 * i, 1.0) for i in range(4)])  # 4 // 2 = 2 promoted: 3, 2
     claimed = {(e.key, 0) for e in rung0} | {("k3", 1)}
-    args = {"rung0_done": True, "busy": set()}
-    got = next_promotion(rung0, claimed, schedule, DIRS, **args)
+    got = next_promotion(rung0, claimed, schedule, DIRS, Progress(True))
     assert got is not None and (got[0].number, got[1]) == (2, 1)  # rung 1 not closed yet
     claimed.add(("k2", 1))
     done = rung0 + [Evaluated(4, "k3", 1, (0.5, 1.0))]  # k2 still running at rung 1
-    assert next_promotion(done, claimed, schedule, DIRS, rung0_done=True, busy={1}) is None
+    assert next_promotion(done, claimed, schedule, DIRS, Progress(True, frozenset({1}))) is None
     done.append(Evaluated(5, "k2", 1, (0.6, 1.0)))
-    got = next_promotion(done, claimed, schedule, DIRS, **args)
+    got = next_promotion(done, claimed, schedule, DIRS, Progress(True))
     assert got is not None and (got[0].key, got[1]) == ("k2", 2)  # 2 // 2 = 1: the best
 
 
@@ -257,20 +257,26 @@ def _work(study: optuna.Study, ctx: TrialContext, n_trials: int, limit: int = 10
     raise AssertionError("the search did not end")
 
 
+def _search(ctx: TrialContext, n_trials: int) -> tuple[optuna.Study, list, list]:
+    """A seeded study with the enqueued designs, searched: the study, rung-0 and rung-1 trials."""
+    study = optuna.create_study(directions=ctx.objectives.directions,
+                                sampler=optuna.samplers.RandomSampler(seed=1))  # fmt: skip
+    enqueue_designs(study, ctx.space)
+    _work(study, ctx, n_trials=n_trials)
+    trials = study.get_trials(deepcopy=False)
+    rung0 = [t for t in trials if t.user_attrs[A.RUNG] == 0]
+    rung1 = [t for t in trials if t.user_attrs[A.RUNG] == 1]
+    assert len(rung0) == n_trials
+    return study, rung0, rung1
+
+
 SCHEDULE = RungSchedule((Rung(train={"epochs": 1}), Rung(train={"epochs": 3}, seeds=2)), eta=3)
 
 
 def test_rungs_promote_the_best_and_train_top_rung_seeds(tmp_path: Path) -> None:
     fit = ScoreByDesign()
     ctx = _ctx(tmp_path, fit, SCHEDULE)
-    study = optuna.create_study(directions=Objectives().directions,
-                                sampler=optuna.samplers.RandomSampler(seed=1))
-    enqueue_designs(study, ctx.space)
-    _work(study, ctx, n_trials=6)
-    trials = study.get_trials(deepcopy=False)
-    rung0 = [t for t in trials if t.user_attrs[A.RUNG] == 0]
-    rung1 = [t for t in trials if t.user_attrs[A.RUNG] == 1]
-    assert len(rung0) == 6
+    study, rung0, rung1 = _search(ctx, n_trials=6)
     # 6 // 3 = 2 promoted by rank, plus the baseline
     assert {t.user_attrs.get(A.DESIGN) for t in rung1} >= {"baseline"}
     assert 2 <= len(rung1) <= 3
@@ -305,15 +311,8 @@ def test_promote_after_all_in_a_study_confirms_the_best_of_all(tmp_path: Path) -
                                   promote_after_all=True),
                              Rung(train={"epochs": 3}, seeds=2)), eta=3)  # fmt: skip
     ctx = _ctx(tmp_path, ScoreByDesign(), schedule)
-    study = optuna.create_study(directions=["maximize"],
-                                sampler=optuna.samplers.RandomSampler(seed=1))
     ctx.objectives = Objectives(minimize=())  # mAP only: "the best" is one candidate
-    enqueue_designs(study, ctx.space)
-    _work(study, ctx, n_trials=6)
-    trials = study.get_trials(deepcopy=False)
-    rung0 = [t for t in trials if t.user_attrs[A.RUNG] == 0]
-    rung1 = [t for t in trials if t.user_attrs[A.RUNG] == 1]
-    assert len(rung0) == 6
+    _, rung0, rung1 = _search(ctx, n_trials=6)
     sampled = [t for t in rung1 if t.user_attrs.get(A.DESIGN) != "baseline"]
     assert len(sampled) == 1 and len(rung1) == 2  # the cap, and the baseline
     # promoted after the last candidate, and the best of all six

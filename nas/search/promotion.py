@@ -16,7 +16,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.search import attrs as A
-from nas.search.rungs import Evaluated, RungSchedule, next_promotion, promotions_settled
+from nas.search.rungs import (
+    Evaluated,
+    Progress,
+    RungSchedule,
+    next_promotion,
+    promotions_settled,
+)
 from nas.search.workers import INTERRUPTED
 
 __all__ = ["enqueue_promotion", "evaluated", "is_candidate", "pending_promotions", "settled"]
@@ -61,7 +67,7 @@ def _claimed(trials: Sequence[FrozenTrial]) -> set[tuple[str, int]]:
     return claimed
 
 
-def _progress(trials: Sequence[FrozenTrial], n_trials: int | None) -> dict[str, object]:
+def _progress(trials: Sequence[FrozenTrial], n_trials: int | None) -> Progress:
     """What ``promote_after_all`` rungs wait for: all ``n_trials`` candidates finished at rung
     0 (an interrupted one does not count: it runs again), and the rungs still at work."""
     finished = sum(
@@ -71,7 +77,7 @@ def _progress(trials: Sequence[FrozenTrial], n_trials: int | None) -> dict[str, 
         for t in trials
     )  # fmt: skip
     busy = {rung_of(t) for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)}
-    return {"rung0_done": n_trials is not None and finished >= n_trials, "busy": busy}
+    return Progress(n_trials is not None and finished >= n_trials, frozenset(busy))
 
 
 def settled(study: optuna.Study, schedule: RungSchedule, directions: Sequence[str],
@@ -79,7 +85,7 @@ def settled(study: optuna.Study, schedule: RungSchedule, directions: Sequence[st
     """No promotion can come any more (see ``nas.search.rungs.promotions_settled``)."""
     trials = study.get_trials(deepcopy=False)
     return promotions_settled(evaluated(trials), _claimed(trials), schedule, directions,
-                              **_progress(trials, n_trials))  # type: ignore[arg-type]
+                              _progress(trials, n_trials))  # fmt: skip
 
 
 def pending_promotions(study: optuna.Study) -> int:
@@ -101,7 +107,7 @@ def enqueue_promotion(
         return None
     trials = study.get_trials(deepcopy=False)
     chosen = next_promotion(evaluated(trials), _claimed(trials), schedule, directions,
-                            **_progress(trials, n_trials))  # type: ignore[arg-type]
+                            _progress(trials, n_trials))  # fmt: skip
     if chosen is None:
         return None
     item, rung = chosen

@@ -25,12 +25,13 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "Evaluated",
+    "Progress",
     "Rung",
     "RungSchedule",
     "best_first",
@@ -186,6 +187,19 @@ def best_first(items: Sequence[Evaluated], directions: Sequence[str]) -> list[Ev
     return [items[i] for i in order]
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where the search stands, for the ``promote_after_all`` rungs.
+
+    Attributes:
+        rung0_done: all ``n_trials`` candidates have finished rung 0.
+        busy: rungs with a trial running or queued.
+    """
+
+    rung0_done: bool = False
+    busy: frozenset[int] = frozenset()
+
+
 def _unique(evaluated: Sequence[Evaluated], rung: int) -> list[Evaluated]:
     """The first evaluation of each candidate at ``rung``."""
     seen: set[str] = set()
@@ -217,17 +231,16 @@ def _decisions(
     claimed: set[tuple[str, int]],
     schedule: RungSchedule,
     directions: Sequence[str],
-    rung0_done: bool,
-    busy: Collection[int],
+    progress: Progress,
 ) -> tuple[list[bool], list[list[Evaluated]]]:
     """Per rung below the top: whether it is closed, and its candidates due one rung up."""
     closed: list[bool] = []
     chosen: list[list[Evaluated]] = []
     for rung in range(schedule.top):
         if rung == 0:
-            is_closed = rung0_done and 0 not in busy
+            is_closed = progress.rung0_done and 0 not in progress.busy
         else:  # nothing more can arrive: the rung below is closed and sent all it will send
-            is_closed = (closed[-1] and rung not in busy
+            is_closed = (closed[-1] and rung not in progress.busy
                          and all((e.key, rung) in claimed for e in chosen[-1]))  # fmt: skip
         ranked = best_first(_unique(evaluated, rung), directions)
         closed.append(is_closed)
@@ -240,9 +253,7 @@ def next_promotion(
     claimed: set[tuple[str, int]],
     schedule: RungSchedule,
     directions: Sequence[str],
-    *,
-    rung0_done: bool = False,
-    busy: Collection[int] = (),
+    progress: Progress = Progress(),
 ) -> tuple[Evaluated, int] | None:
     """The next candidate to promote and its new rung, or None (sample a new candidate).
 
@@ -251,10 +262,9 @@ def next_promotion(
         claimed: ``(key, rung)`` pairs already evaluated, running or queued at that rung.
         schedule: the rungs and ``eta``.
         directions: the study's objective directions.
-        rung0_done: all ``n_trials`` candidates have finished rung 0 (``promote_after_all``).
-        busy: rungs with a trial running or queued (``promote_after_all``).
+        progress: what closes the ``promote_after_all`` rungs (default: nothing yet).
     """
-    _, chosen = _decisions(evaluated, claimed, schedule, directions, rung0_done, busy)
+    _, chosen = _decisions(evaluated, claimed, schedule, directions, progress)
     for rung in range(schedule.top - 1, -1, -1):
         for e in chosen[rung]:
             if (e.key, rung + 1) not in claimed:
@@ -267,12 +277,10 @@ def promotions_settled(
     claimed: set[tuple[str, int]],
     schedule: RungSchedule,
     directions: Sequence[str],
-    *,
-    rung0_done: bool,
-    busy: Collection[int],
+    progress: Progress,
 ) -> bool:
     """No ``promote_after_all`` rung can still promote: every one of them is closed (a worker
     that finds nothing to do waits while this is False, instead of leaving the promotions to
     the last worker alone)."""
-    closed, _ = _decisions(evaluated, claimed, schedule, directions, rung0_done, busy)
+    closed, _ = _decisions(evaluated, claimed, schedule, directions, progress)
     return all(c for c, r in zip(closed, schedule.rungs, strict=False) if r.promote_after_all)
