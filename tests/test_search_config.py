@@ -115,3 +115,15 @@ def test_bad_values_name_the_key() -> None:
         with pytest.raises(ConfigError) as info:
             settings_from_config(compose_search(override))
         assert message in str(info.value), (override, str(info.value))
+
+
+@pytest.mark.parametrize("overrides", [["evaluator=supernet"], ["experiment=bccd"],
+                                       ["experiment=bccd", "evaluator=supernet"]])
+def test_supernet_and_bccd_confirm_the_best_of_all_candidates(overrides: list[str]) -> None:
+    """A search of many cheap scores promotes once all are scored (``promote_after_all``), the
+    standalone default asynchronously; both cap rung 0 at 3 and confirm with 2 seeds."""
+    rungs = settings_from_config(compose_search(*overrides)).rungs.rungs
+    assert rungs[0].promote_after_all and rungs[0].promote_at_most == 3
+    assert rungs[-1].seeds == 2 and rungs[-1].evaluator == "standalone"
+    default = settings_from_config(compose_search()).rungs.rungs
+    assert not default[0].promote_after_all and default[0].promote_at_most == 3
