@@ -51,7 +51,7 @@ def study_designs(study_name: str, results_dir: str, storage: str | None) -> dic
     """``trial<N>`` -> Architecture for the first trial of each distinct design of a study."""
     import optuna
 
-    from nas.search.study import resolve_storage
+    from nas.search.storage import resolve_storage
 
     backend, _ = resolve_storage(storage, study_name, results_dir)
     study = optuna.load_study(study_name=study_name, storage=backend)

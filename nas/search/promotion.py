@@ -23,7 +23,7 @@ from nas.search.rungs import (
     next_promotion,
     promotions_settled,
 )
-from nas.search.workers import INTERRUPTED
+from nas.search.workers import finished_counts
 
 __all__ = ["enqueue_promotion", "evaluated", "is_candidate", "pending_promotions", "settled"]
 
@@ -70,12 +70,7 @@ def _claimed(trials: Sequence[FrozenTrial]) -> set[tuple[str, int]]:
 def _progress(trials: Sequence[FrozenTrial], n_trials: int | None) -> Progress:
     """What ``promote_after_all`` rungs wait for: all ``n_trials`` candidates finished at rung
     0 (an interrupted one does not count: it runs again), and the rungs still at work."""
-    finished = sum(
-        is_candidate(t) and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-            t.state == TrialState.FAIL
-            and not str(t.user_attrs.get(A.FAIL_REASON, "")).startswith(INTERRUPTED)))
-        for t in trials
-    )  # fmt: skip
+    finished = sum(is_candidate(t) and finished_counts(t) for t in trials)
     busy = {rung_of(t) for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)}
     return Progress(n_trials is not None and finished >= n_trials, frozenset(busy))
 

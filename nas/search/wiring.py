@@ -118,8 +118,6 @@ def _pan_neck(
         inputs = tuple(
             f if f < 0 else (mapping[f] if f < n else f - n + base) for f in row.inputs
         )
-        if row.module == "Detect":
-            row = replace(row, args=("nc",))
         rows.append(replace(row, frm=inputs if isinstance(row.frm, tuple) else inputs[0]))
     return rows
 

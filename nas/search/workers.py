@@ -42,6 +42,7 @@ __all__ = [
     "Heartbeat",
     "counted_trials",
     "fail_stale_trials",
+    "finished_counts",
     "is_stale",
     "lock_for",
     "study_lock",
@@ -139,13 +140,20 @@ def counted_trials(
     for t in study.get_trials(deepcopy=False):
         if where is not None and not where(t):
             continue
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            n += 1
-        elif t.state == TrialState.FAIL:
-            n += not str(t.user_attrs.get(A.FAIL_REASON, "")).startswith(INTERRUPTED)
-        elif t.state == TrialState.RUNNING:
+        if t.state == TrialState.RUNNING:
             n += not is_stale(t, stale_after_s)
+        else:
+            n += finished_counts(t)
     return n
+
+
+def finished_counts(trial: FrozenTrial) -> bool:
+    """A finished trial that counts: COMPLETE, PRUNED, or FAIL for a reason other than its
+    worker's death (an interrupted trial runs again)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and not str(
+        trial.user_attrs.get(A.FAIL_REASON, "")).startswith(INTERRUPTED)
 
 
 class Heartbeat:
