@@ -252,3 +252,32 @@ def test_study_panel_scores_rung0_apart(tmp_path: Path, capsys: pytest.CaptureFi
     promoted = per_design[per_design["search_score"] == 0.35]
     assert len(promoted) == 1 and promoted["search_rung0"].iloc[0] == 0.40
     assert per_design.loc["baseline", "search_rung0"] == per_design.loc["baseline", "search_score"]
+
+
+def test_study_panel_of_a_screened_search(tmp_path: Path) -> None:
+    """A study whose rung 0 is a zero-cost screen: the designs it trained come first, their
+    ``search_score`` the highest trained rung's, their ``rung0_score`` the screen's proxy; the
+    designs only screened fill the panel when the trained ones are too few."""
+    import optuna
+
+    from nas.fidelity.panel import panel_from_study
+    from nas.model.arch import dump_arch, load_arch
+    from nas.search.objective import arch_hash
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    models = ["yolov8n.yaml", "yolov8n-ghostnet.yaml", "yolov8n-csppc.yaml", "yolov8n-adown.yaml"]
+    for i, model in enumerate(models):
+        text = dump_arch(load_arch(model, nc=4))
+        attrs = {"arch_yaml": text, "arch_hash": arch_hash(text), "params": 1_000_000 + i,
+                 "gflops": 4.0, "rung": 0, "proxy_score": 30.0 + i, "evaluator": "synflow"}
+        study.add_trial(optuna.trial.create_trial(values=[30.0 + i, 1e6 + i], user_attrs=attrs))
+        if i < 2:  # the first two were promoted and trained
+            trained = {k: v for k, v in attrs.items() if k not in ("proxy_score", "evaluator")}
+            study.add_trial(optuna.trial.create_trial(values=[0.1 * (i + 1), 1e6 + i], user_attrs={
+                **trained, "rung": 1, "map50_95": 0.1 * (i + 1), "promoted_from": i}))
+    two = panel_from_study(study, 2)
+    assert [d.search_score for d in two] == [pytest.approx(0.1), pytest.approx(0.2)]
+    assert [d.rung0_score for d in two] == [30.0, 31.0]
+    four = panel_from_study(study, 4)
+    assert len(four) == 4 and [d.search_score for d in four[2:]] == [None, None]
+    assert sorted(d.rung0_score for d in four[2:]) == [32.0, 33.0]

@@ -117,13 +117,47 @@ def test_bad_values_name_the_key() -> None:
         assert message in str(info.value), (override, str(info.value))
 
 
-@pytest.mark.parametrize("overrides", [["evaluator=supernet"], ["experiment=bccd"],
+@pytest.mark.parametrize("overrides", [[], ["experiment=bccd"]])
+def test_default_screens_with_synflow_then_trains(overrides: list[str]) -> None:
+    """rungs=asha: 60 candidates screened by SynFlow (the baseline and seeds always go on), the
+    best 12 trained once, the best 3 of those and the baseline confirmed with 2 seeds at the
+    top rung, whose recipe is ``top_rung`` (BCCD's at 256 px)."""
+    settings = settings_from_config(compose_search(*overrides))
+    screen, trained, top = settings.rungs.rungs
+    assert settings.n_trials == 60 and settings.rungs.always_promote == ("baseline",)
+    assert (screen.evaluator, screen.promote_at_most, screen.promote_designs) == ("synflow", 12,
+                                                                                   True)
+    assert screen.promote_after_all and trained.promote_after_all
+    assert trained.evaluator is None and trained.promote_at_most == 3 and trained.train == {}
+    assert top.seeds == 2 and top.evaluator == "standalone" and top.train["epochs"] == 10
+    assert top.train.get("imgsz") == (256 if overrides else None)
+
+
+@pytest.mark.parametrize("overrides", [["evaluator=supernet"],
                                        ["experiment=bccd", "evaluator=supernet"]])
-def test_supernet_and_bccd_confirm_the_best_of_all_candidates(overrides: list[str]) -> None:
-    """A search of many cheap scores promotes once all are scored (``promote_after_all``), the
-    standalone default asynchronously; both cap rung 0 at 3 and confirm with 2 seeds."""
-    rungs = settings_from_config(compose_search(*overrides)).rungs.rungs
+def test_supernet_confirms_the_best_of_all_candidates(overrides: list[str]) -> None:
+    """A supernet search scores 100 candidates and promotes once all are scored
+    (``promote_after_all``), at most 3, confirmed with 2 seeds at the ``top_rung`` recipe."""
+    settings = settings_from_config(compose_search(*overrides))
+    rungs = settings.rungs.rungs
+    assert settings.n_trials == 100 and len(rungs) == 2
     assert rungs[0].promote_after_all and rungs[0].promote_at_most == 3
+    assert rungs[0].evaluator is None  # the study's: the supernet
     assert rungs[-1].seeds == 2 and rungs[-1].evaluator == "standalone"
-    default = settings_from_config(compose_search()).rungs.rungs
-    assert not default[0].promote_after_all and default[0].promote_at_most == 3
+    assert rungs[-1].train == ({"imgsz": 256, "epochs": 10} if len(overrides) == 2
+                               else {"epochs": 10})
+
+
+def test_rungs_single_trains_twelve() -> None:
+    settings = settings_from_config(compose_search("rungs=single"))
+    assert settings.n_trials == 12 and len(settings.rungs.rungs) == 1
+
+
+def test_latency_runtime_is_a_config_key() -> None:
+    """``trial.latency.runtime=onnxruntime`` is a plain override (the key is in search.yaml)."""
+    settings = settings_from_config(compose_search("trial.latency.runtime=onnxruntime"))
+    assert settings.trial.latency.runtime == "onnxruntime"
+    from nas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trial.latency.runtime"):
+        settings_from_config(compose_search("trial.latency.runtime=tvm"))

@@ -207,6 +207,30 @@ def test_a_higher_rung_closes_after_the_rung_below_and_its_promotions() -> None:
     assert got is not None and (got[0].key, got[1]) == ("k2", 2)  # 2 // 2 = 1: the best
 
 
+def test_promote_designs_leave_on_top_of_the_quota_and_cap() -> None:
+    """A screening rung with ``promote_designs``: the enqueued designs (baseline, seeds) leave
+    whatever their rank, and the quota and the cap go to the best of the others."""
+    schedule = RungSchedule((Rung(promote_at_most=2, promote_designs=True), Rung()), eta=2,
+                            always_promote=())  # fmt: skip
+    done = [Evaluated(0, "base", 0, (0.9, 1.0), "baseline"),
+            Evaluated(1, "seed", 0, (0.0, 1.0), "seed001")] + [
+        Evaluated(i, f"k{i}", 0, (0.1 * i, 1.0)) for i in range(2, 8)]  # best others: 7, 6
+    claimed = {(e.key, 0) for e in done}
+    left = []
+    while (got := next_promotion(done, claimed, schedule, DIRS)) is not None:
+        claimed.add((got[0].key, got[1]))
+        left.append(got[0].number)
+    assert sorted(left) == [0, 1, 6, 7]  # both designs, and the cap of 2 on the best others
+    # without it the baseline, ranked first, takes a place of the quota
+    plain = RungSchedule((Rung(promote_at_most=2), Rung()), eta=2, always_promote=())
+    claimed = {(e.key, 0) for e in done}
+    left = []
+    while (got := next_promotion(done, claimed, plain, DIRS)) is not None:
+        claimed.add((got[0].key, got[1]))
+        left.append(got[0].number)
+    assert sorted(left) == [0, 7]
+
+
 def test_each_rung_uses_its_evaluator(tmp_path: Path) -> None:
     schedule = RungSchedule((Rung(), Rung(evaluator="standalone")))
     ctx = _ctx(tmp_path, ScoreByDesign(), schedule)
@@ -214,6 +238,17 @@ def test_each_rung_uses_its_evaluator(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs evaluator=supernet"):
         _ctx(tmp_path, ScoreByDesign(),
              RungSchedule((Rung(), Rung(evaluator="supernet")))).evaluator_for(1)
+    # an evaluator without study-wide preparation is made on demand
+    ctx = _ctx(tmp_path, ScoreByDesign(), RungSchedule((Rung(evaluator="synflow"), Rung())))
+    assert ctx.evaluator_for(0).name == "synflow" and ctx.evaluator_for(1).name == "standalone"
+
+
+def test_an_unknown_rung_evaluator_is_one_config_error(tmp_path: Path) -> None:
+    from nas.errors import ConfigError
+    from nas.search.study import _check_rung_evaluators
+
+    with pytest.raises(ConfigError, match=r"rungs.rungs.1.evaluator: 'snip'; valid: \[.*synflow"):
+        _check_rung_evaluators(RungSchedule((Rung(), Rung(evaluator="snip"))))
 
 
 # ---------------------------------------------------------------- the rungs in a study
@@ -304,6 +339,57 @@ def test_rungs_promote_the_best_and_train_top_rung_seeds(tmp_path: Path) -> None
     assert not front.empty and set(front[A.RUNG]) == {1}
     text = summary_text(table, front, Objectives(), top_rung=1)
     assert "seed noise (pooled sd)" in text and "baseline" in text
+
+
+SCREEN = RungSchedule((Rung(evaluator="synflow", promote_after_all=True, promote_designs=True),
+                       Rung(train={"epochs": 1}, promote_at_most=1, promote_after_all=True),
+                       Rung(train={"epochs": 3}, seeds=2)), eta=3)  # fmt: skip
+
+
+def test_a_synflow_screen_trains_only_what_it_promotes(tmp_path: Path) -> None:
+    """rungs=asha's shape: rung 0 scores SynFlow (no training, no mAP), its best third and the
+    designs are trained at rung 1, the best of those and the baseline at the top rung."""
+    fit = ScoreByDesign()
+    ctx = _ctx(tmp_path, fit, SCREEN)
+    study, rung0, rung1 = _search(ctx, n_trials=6)
+    for t in rung0:  # screened: a proxy score in the objective, no mAP, no training
+        assert t.user_attrs[A.EVALUATOR] == "synflow" and A.MAP50_95 not in t.user_attrs
+        assert t.values[0] == pytest.approx(t.user_attrs[A.PROXY]) and t.values[0] > 10
+    assert len({t.user_attrs[A.PROXY] for t in rung0}) > 1  # it tells the designs apart
+    # the best third of the distinct designs by rank, the baseline and the seed design on top
+    designs = {t.user_attrs.get(A.DESIGN) for t in rung1}
+    distinct = len({t.user_attrs[A.ARCH_HASH] for t in rung0})
+    assert distinct >= 3 and {"baseline", "good"} <= designs
+    assert len(rung1) == 2 + distinct // 3
+    ranked = sorted((t for t in rung0 if A.DESIGN not in t.user_attrs),
+                    key=lambda t: -t.values[0])  # fmt: skip
+    promoted = {t.user_attrs[A.PROMOTED_FROM] for t in rung1 if A.DESIGN not in t.user_attrs}
+    front = nondominated_ranks([t.values for t in ranked], DIRS)
+    assert all(front[[t.number for t in ranked].index(n)] <= 1 for n in promoted)
+    top = [t for t in study.trials if t.user_attrs.get(A.RUNG) == 2]
+    assert {t.user_attrs.get(A.DESIGN) for t in top} >= {"baseline"} and len(top) == 2
+    # the fake trainer ran only for the trained rungs: rung 1 once, the top rung twice each
+    assert sorted(e for _, e, _ in fit.calls) == [1] * len(rung1) + [3] * 4
+    table = trials_table(study)
+    assert table.loc[table[A.RUNG] == 0, A.PROXY].notna().all()
+    assert table.loc[table[A.RUNG] == 0, "map50_95_mean"].isna().all()
+    front = front_table(table, Objectives(), top_rung=2)
+    assert not front.empty and set(front[A.RUNG]) == {2}
+
+
+def test_a_screened_duplicate_copies_the_proxy(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, ScoreByDesign(), SCREEN)
+    study = optuna.create_study(directions=ctx.objectives.directions)
+    params = {"backbone.block.P3": "CSPPC", "backbone.block.P4": "C2f",
+              "backbone.downsample.P5": "ADown"}
+    for _ in range(2):
+        study.enqueue_trial(params)
+        trial = study.ask()
+        outcome = _evaluate(trial, ctx)
+        study.tell(trial, outcome.values, state=outcome.state)
+    first, second = study.trials
+    assert second.user_attrs[A.DUPLICATE_OF] == 0 and second.values == first.values
+    assert second.user_attrs[A.PROXY] == first.user_attrs[A.PROXY]
 
 
 def test_promote_after_all_in_a_study_confirms_the_best_of_all(tmp_path: Path) -> None:

@@ -169,8 +169,18 @@ def _study_score(attrs: dict[str, Any]) -> float | None:
     return None
 
 
+def _rung0_score(attrs: dict[str, Any]) -> float | None:
+    """A trial's score at the cheapest rung: its mAP50-95, or a zero-cost rung's proxy."""
+    score = _study_score(attrs)
+    return score if score is not None else attrs.get("proxy_score")
+
+
 def panel_from_study(study: Any, n: int) -> list[Design]:
     """Baseline, seeds, the front, then designs spread over params, ``n`` at least if possible.
+
+    Designs the search trained come first; a study with a zero-cost screening rung fills the
+    panel with designs only screened (no mAP: scored by ``search@rung0`` alone) when it has
+    fewer than ``n`` trained ones.
 
     Raises:
         PanelError: the study has no COMPLETE trial with ``arch_yaml`` and a score.
@@ -180,24 +190,22 @@ def panel_from_study(study: Any, n: int) -> list[Design]:
     from nas.search.results import pareto_mask
 
     rows = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    rung0: dict[str, float] = {}  # the rung-0 score of each design (its first trial there)
+    for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                    key=lambda t: t.number):  # fmt: skip
         a = t.user_attrs
-        score = _study_score(a)
-        if not a.get("arch_yaml") or score is None or a.get("duplicate_of") is not None:
+        if not int(a.get("rung") or 0) and a.get("arch_hash") and _rung0_score(a) is not None:
+            rung0.setdefault(str(a["arch_hash"]), float(_rung0_score(a)))
+        if not a.get("arch_yaml") or _rung0_score(a) is None or a.get("duplicate_of") is not None:
             continue
         design = str(a.get("design") or f"trial{t.number}")
         role = "baseline" if design == "baseline" else "seed" if a.get("design") else "other"
-        rows.append((t.number, design, role, a, score))
+        rows.append((t.number, design, role, a, _study_score(a)))
     if not rows:
         raise PanelError(f"study {study.study_name!r}: no COMPLETE trial with arch_yaml and "
                          "map50_95")  # fmt: skip
-    # the rung-0 score of each design (its first trial at rung 0)
-    rung0: dict[str, float] = {}
-    for r in sorted(rows, key=lambda r: r[0]):
-        if not int(r[3].get("rung") or 0) and r[3].get("arch_hash"):
-            rung0.setdefault(str(r[3]["arch_hash"]), r[4])
-    # a design trained at several rungs (or trials): keep its highest rung's score
-    rows.sort(key=lambda r: (-int(r[3].get("rung") or 0), r[0]))
+    # a design trained at several rungs (or trials): keep its highest rung's (trained) score
+    rows.sort(key=lambda r: (r[4] is None, -int(r[3].get("rung") or 0), r[0]))
 
     def make(r: tuple) -> Design:
         a = r[3]
@@ -207,15 +215,17 @@ def panel_from_study(study: Any, n: int) -> list[Design]:
                       float(a["gflops"]), r[4], r[2], rung0.get(str(a["arch_hash"])))  # fmt: skip
 
     designs = _dedupe(make(r) for r in rows)
-    front = pareto_mask([[d.search_score, float(d.params)] for d in designs],
+    trained = [d for d in designs if d.search_score is not None]
+    front = pareto_mask([[d.search_score, float(d.params)] for d in trained],
                         ["maximize", "minimize"])  # fmt: skip
-    chosen = [d for d in designs if d.role != "other"]
-    chosen += [replace(d, role="front") for d, f in zip(designs, front, strict=True)
+    chosen = [d for d in trained if d.role != "other"]
+    chosen += [replace(d, role="front") for d, f in zip(trained, front, strict=True)
                if f and d.role == "other"]  # fmt: skip
-    hashes = {d.arch_hash for d in chosen}
-    rest = [d for d in designs if d.arch_hash not in hashes]
-    extra = [rest[i] for i in spread([float(d.params) for d in rest], n - len(chosen))]
-    panel = _dedupe(chosen + extra)
+    for pool in (trained, designs):  # the trained designs first, then the screened ones
+        hashes = {d.arch_hash for d in chosen}
+        rest = [d for d in pool if d.arch_hash not in hashes]
+        chosen += [rest[i] for i in spread([float(d.params) for d in rest], n - len(chosen))]
+    panel = _dedupe(chosen)
     if len(panel) < n:
         logger.warning("study %r has only %d distinct designs (asked for %d)",
                        study.study_name, len(panel), n)  # fmt: skip

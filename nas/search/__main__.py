@@ -34,8 +34,9 @@ from nas.search.study import SearchSettings, run_search
 __all__ = ["main", "resolve_path", "settings_from_config"]
 
 _SPACE_KEYS = ("path", "budgets")
-# top-level keys only read through interpolation (``${seed}`` in the sampler and train groups)
-_INTERPOLATED = ("seed",)
+# top-level keys only read through interpolation (``${seed}`` in the sampler and train groups,
+# ``${top_rung.train}`` in the rungs of rungs=asha and evaluator=supernet)
+_INTERPOLATED = ("seed", "top_rung")
 # config keys that are not SearchSettings fields (the space group becomes two fields)
 _RENAMED = {"space": ("space_path", "budget_overrides")}
 

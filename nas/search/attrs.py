@@ -35,6 +35,7 @@ TRAIN_SECONDS = "train_seconds"
 EPOCHS = "epochs"
 LAST_EPOCH = "last_epoch"
 EVALUATOR = "evaluator"
+PROXY = "proxy_score"  # a zero-cost rung's score instead of the mAPs (its evaluator names it)
 
 # Multi-fidelity: which rung this trial evaluated, and where it came from.
 RUNG = "rung"
@@ -58,7 +59,7 @@ SCHEDULE = "rung_schedule"
 MAXIMIZE = (MAP50_95, MAP50)  # metrics an objective may maximise
 MINIMIZE = (PARAMS, GFLOPS, LATENCY_MS)  # metrics an objective may minimise
 BUDGETED = {PARAMS: "max_params", GFLOPS: "max_gflops", LATENCY_MS: "max_latency_ms"}
-SCORES = (MAP50, MAP50_95, MAP50_95_SD, MAP50_95_SEEDS, N_SEEDS, TRAIN_SECONDS, EPOCHS)
+SCORES = (MAP50, MAP50_95, MAP50_95_SD, MAP50_95_SEEDS, N_SEEDS, TRAIN_SECONDS, EPOCHS, PROXY)
 METRICS = (PARAMS, GFLOPS, LATENCY_MS, MAP50, MAP50_95, MAP50_95_SD, N_SEEDS, RUNG,
-           TRAIN_SECONDS)  # the numeric columns of trials.csv
+           TRAIN_SECONDS, PROXY)  # the numeric columns of trials.csv
 REASONS = (REJECT_REASON, PRUNE_REASON, FAIL_REASON)

@@ -1,14 +1,18 @@
 """Evaluators: how a search trial turns a built candidate into its accuracy (a registry).
 
 An evaluator receives the candidate already built (``Detector``, its counts taken) and returns
-a :class:`Score`. Two are shipped:
+a :class:`Score`. Three are shipped:
 
 - ``standalone``: trains the candidate from scratch with the rung's recipe (``nas.train.fit``);
 - ``supernet`` (``nas.supernet``): inherits the weights of one supernet trained once per study,
-  recalibrates BatchNorm and optionally fine-tunes a few steps.
+  recalibrates BatchNorm and optionally fine-tunes a few steps;
+- ``synflow``: no training at all, the SynFlow zero-cost score (``nas.fidelity.proxies``), for
+  a screening rung: its score is a rank signal (``Score.proxy``), not a mAP.
 
 A new evaluator is a class with ``@register_evaluator("name")`` and ``from_config(values)``;
-``conf/evaluator/<name>.yaml`` holds its settings (``name:`` selects the class).
+``conf/evaluator/<name>.yaml`` holds its settings (``name:`` selects the class). One whose
+``prepare`` needs the study (``study_wide = True``: the supernet) scores a rung only as the
+study's evaluator; the others may be named by any rung (``Rung.evaluator``).
 
 Example:
     >>> from nas.search.evaluators import evaluator_names
@@ -36,6 +40,7 @@ __all__ = [
     "Evaluator",
     "Score",
     "StandaloneEvaluator",
+    "SynFlowEvaluator",
     "evaluator_names",
     "make_evaluator",
     "register_evaluator",
@@ -47,18 +52,25 @@ class Score:
     """An evaluator's verdict on one candidate at one rung.
 
     Attributes:
-        map50: mAP50 on the validation set (pycocotools).
-        map50_95: mAP50-95 on the validation set.
+        map50: mAP50 on the validation set (pycocotools); None for a zero-cost score.
+        map50_95: mAP50-95 on the validation set; None for a zero-cost score.
         seconds: Wall time spent on this candidate (training or weight inheritance + eval).
         epochs: Training epochs run for this candidate (0 when only inherited).
         attrs: Extra user attributes the trial records (e.g. ``supernet_steps``).
+        proxy: A training-free score (higher is better; only its ranking means something),
+            given instead of the mAPs by a zero-cost evaluator.
     """
 
-    map50: float
-    map50_95: float
+    map50: float | None
+    map50_95: float | None
     seconds: float
     epochs: int = 0
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    proxy: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.proxy is None) == (self.map50_95 is None):
+            raise ValueError("a Score holds either the mAPs or a proxy score")
 
 
 @dataclass
@@ -139,6 +151,12 @@ def evaluator_names() -> list[str]:
     return sorted(_EVALUATORS)
 
 
+def is_study_wide(name: str) -> bool:
+    """Whether evaluator ``name`` must be the study's own (its ``prepare`` needs the study)."""
+    _load_plugins()
+    return bool(getattr(_EVALUATORS.get(name), "study_wide", False))
+
+
 def make_evaluator(values: Mapping[str, Any] | None) -> Evaluator:
     """The evaluator a config mapping names (``{"name": ..., **settings}``; None: standalone)."""
     values = dict(values or {"name": "standalone"})
@@ -194,3 +212,54 @@ class StandaloneEvaluator:
             seconds=float(result.train_seconds),
             epochs=int(result.epochs),
         )
+
+
+@register_evaluator("synflow")
+class SynFlowEvaluator:
+    """The SynFlow zero-cost score of the untrained candidate (log10; no data, no training).
+
+    A screening rung: a fraction of a second per candidate, so a search can rank many more
+    candidates than it trains. SynFlow ranked the fidelity panels better than one brief
+    training on both data sets measured (README, "Fidelity"); it grows with the parameter count,
+    so as a Pareto objective against params it ranks designs by their score per parameter.
+
+    Args:
+        imgsz: the all-ones input's size (64, as in ``nas.fidelity``).
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, imgsz: int = 64) -> None:
+        if int(imgsz) < 32 or int(imgsz) % 32:
+            raise ValueError(f"evaluator=synflow: imgsz must be a multiple of 32, got {imgsz!r}")
+        self.imgsz = int(imgsz)
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any]) -> SynFlowEvaluator:
+        unknown = sorted(set(values) - {"imgsz"})
+        if unknown:
+            raise ValueError(f"evaluator=synflow: unknown key(s) {unknown}; valid: ['imgsz']")
+        return cls(**values)
+
+    def prepare(self, ctx: EvalContext) -> None:
+        return None
+
+    def score(
+        self,
+        model: nn.Module,
+        choices: Mapping[str, Any],
+        *,
+        data: PreparedData,
+        train: TrainConfig,
+        on_epoch: Callable[[Any], None] | None = None,
+        progress: bool = False,
+    ) -> Score:
+        import copy
+        import time
+
+        from nas.fidelity.proxies import synflow
+
+        started = time.perf_counter()
+        value = synflow(copy.deepcopy(model).cpu(), self.imgsz)  # it rewrites the weights
+        return Score(map50=None, map50_95=None, seconds=time.perf_counter() - started,
+                     proxy=float(value))

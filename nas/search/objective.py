@@ -33,7 +33,13 @@ from optuna.trial import TrialState
 
 from nas.search import attrs as A
 from nas.search.artifacts import keep_policy, store_artifact
-from nas.search.evaluators import Evaluator, Score, StandaloneEvaluator
+from nas.search.evaluators import (
+    Evaluator,
+    Score,
+    StandaloneEvaluator,
+    is_study_wide,
+    make_evaluator,
+)
 from nas.search.rungs import RungSchedule
 from nas.search.space import SearchSpace
 from nas.search.wiring import to_arch
@@ -165,10 +171,13 @@ class TrialContext:
         """The evaluator of ``rung``: its own (``Rung.evaluator``) or the study's."""
         name = self.schedule.rungs[rung].evaluator or self.evaluator.name
         if name not in self._evaluators:
-            if name != "standalone":
+            if name == "standalone":
+                self._evaluators[name] = StandaloneEvaluator(self.fit)
+            elif is_study_wide(name):
                 raise ValueError(f"rung {rung}: evaluator {name!r} needs evaluator={name} "
                                  f"as the study's evaluator (it is {self.evaluator.name!r})")
-            self._evaluators[name] = StandaloneEvaluator(self.fit)
+            else:
+                self._evaluators[name] = make_evaluator({"name": name})
         return self._evaluators[name]
 
     @property
@@ -294,10 +303,15 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
             if name in twin.user_attrs:
                 trial.set_user_attr(name, twin.user_attrs[name])
         trial.set_user_attr(A.DUPLICATE_OF, twin.number)
-        metrics.update({m: float(twin.user_attrs[m]) for m in A.MAXIMIZE})
+        if A.PROXY in twin.user_attrs:
+            metrics[ctx.objectives.maximize] = float(twin.user_attrs[A.PROXY])
+        else:
+            metrics.update({m: float(twin.user_attrs[m]) for m in A.MAXIMIZE})
         return TrialOutcome(TrialState.COMPLETE, [metrics[n] for n in ctx.objectives.names])
 
     scores = _score_seeds(trial, ctx, evaluator, arch, model, choices, data, train, rung)
+    if scores[0].proxy is not None:
+        return _proxy_outcome(trial, ctx, scores, metrics)
     metrics[A.MAP50] = statistics.fmean(s.map50 for s in scores)
     metrics[A.MAP50_95] = statistics.fmean(s.map50_95 for s in scores)
     per_seed = [s.map50_95 for s in scores]
@@ -318,6 +332,21 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
     if not all(math.isfinite(v) for v in values):
         raise FloatingPointError(f"non-finite objective values {values}")
     return TrialOutcome(TrialState.COMPLETE, values)
+
+
+def _proxy_outcome(trial: optuna.Trial, ctx: TrialContext, scores: list[Score],
+                   metrics: dict[str, float]) -> TrialOutcome:  # fmt: skip
+    """A zero-cost rung's trial: the proxy (its mean over the rung's seeds) stands in for the
+    maximised metric, a rank signal within its rung (promotions compare trials of one rung
+    only); no mAP, no weights."""
+    value = statistics.fmean(float(s.proxy) for s in scores)
+    if not math.isfinite(value):
+        raise FloatingPointError(f"non-finite proxy score {value}")
+    trial.set_user_attr(A.PROXY, value)
+    trial.set_user_attr(A.TRAIN_SECONDS, float(sum(s.seconds for s in scores)))
+    trial.set_user_attr(A.EPOCHS, 0)
+    metrics[ctx.objectives.maximize] = value
+    return TrialOutcome(TrialState.COMPLETE, [metrics[n] for n in ctx.objectives.names])
 
 
 def _score_seeds(
@@ -384,7 +413,7 @@ def _finished_twin(
     for other in sorted(done, key=lambda t: t.number):
         a = other.user_attrs
         if (a.get(A.ARCH_HASH) == key and int(a.get(A.RUNG, 0)) == rung
-                and A.MAP50_95 in a and other.number != trial.number):
+                and (A.MAP50_95 in a or A.PROXY in a) and other.number != trial.number):
             return other
     return None
 

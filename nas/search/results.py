@@ -3,7 +3,8 @@
 Layout under ``results/<study_name>/``::
 
     trials.csv      one row per trial: number, state, design, rung, params, gflops, latency_ms,
-                    map50, map50_95_mean, map50_95_sd, n_seeds, train_seconds, feasible,
+                    map50, map50_95_mean, map50_95_sd, n_seeds, train_seconds, proxy_score
+                    (a zero-cost rung's score, no mAP), feasible,
                     reason, the choices (param_*)
     pareto.csv      the front: non-dominated feasible candidates at the top rung, by their mean
     pareto_params.png, pareto_gflops.png   mAP50-95 against params / GFLOPs at the top rung,

@@ -58,6 +58,9 @@ class Rung:
             them, no cap); a supernet rung scores hundreds, the next rung trains a few.
         promote_after_all: promote only once the rung is closed (search, then confirm); the
             ``always_promote`` designs leave at once.
+        promote_designs: every enqueued design (the baseline and the space's seeds) leaves
+            this rung, outside the quota and the cap: a zero-cost screening rung still has the
+            hand-made designs trained, so the answer is read against them.
     """
 
     train: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +69,7 @@ class Rung:
     evaluator: str | None = None
     promote_at_most: int | None = None
     promote_after_all: bool = False
+    promote_designs: bool = False
 
     def __post_init__(self) -> None:
         if int(self.seeds) < 1:
@@ -215,15 +219,21 @@ def _chosen(ranked: list[Evaluated], rung: int, closed: bool, claimed: set[tuple
             schedule: RungSchedule) -> list[Evaluated]:  # fmt: skip
     """The candidates of ``rung`` (ranked best first) that belong at ``rung + 1``."""
     spec = schedule.rungs[rung]
+
+    def forced(e: Evaluated) -> bool:  # leaves the rung whatever its rank
+        return e.design in schedule.always_promote or (spec.promote_designs
+                                                       and e.design is not None)
+
     quota = len(ranked) // schedule.eta
     if spec.promote_after_all and not closed:
         quota = 0
     cap = spec.promote_at_most
     if cap is not None:  # a hard cap: early promotions that later fell out of the top count
-        left = sum((e.key, rung + 1) in claimed for e in ranked
-                   if e.design not in schedule.always_promote)  # fmt: skip
+        left = sum((e.key, rung + 1) in claimed for e in ranked if not forced(e))
         quota = min(quota, int(cap)) if left < int(cap) else 0
-    return ranked[:quota] + [e for e in ranked if e.design in schedule.always_promote]
+    if spec.promote_designs:  # the designs leave on top of the quota, not inside it
+        return [e for e in ranked if not forced(e)][:quota] + [e for e in ranked if forced(e)]
+    return ranked[:quota] + [e for e in ranked if forced(e)]
 
 
 def _decisions(

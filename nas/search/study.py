@@ -28,7 +28,7 @@ from nas.data import DataConfig
 from nas.errors import ConfigError
 from nas.search import attrs as A
 from nas.search.artifacts import drop_weights_off_front, keep_policy
-from nas.search.evaluators import EvalContext, make_evaluator
+from nas.search.evaluators import EvalContext, evaluator_names, make_evaluator
 from nas.search.objective import (
     Objectives,
     TrialContext,
@@ -168,6 +168,7 @@ def run_search(settings: SearchSettings) -> optuna.Study:
             "pruners and rungs are two ways of stopping weak candidates early: use rungs=single "
             "with a pruner, or pruner=none with rungs"
         )
+    _check_rung_evaluators(settings.rungs)
     train = settings.train
     if (
         settings.objectives.single
@@ -236,6 +237,14 @@ def run_search(settings: SearchSettings) -> optuna.Study:
     return study
 
 
+def _check_rung_evaluators(schedule: RungSchedule) -> None:
+    """Every evaluator a rung names is registered (one line naming the key otherwise)."""
+    for i, rung in enumerate(schedule.rungs):
+        if rung.evaluator is not None and rung.evaluator not in evaluator_names():
+            raise ConfigError(f"rungs.rungs.{i}.evaluator: {rung.evaluator!r}; valid: "
+                              f"{evaluator_names()} or null (the study's evaluator)")
+
+
 def _has_pruner(pruner: optuna.pruners.BasePruner | None) -> bool:
     return pruner is not None and not isinstance(pruner, optuna.pruners.NopPruner)
 
@@ -251,8 +260,9 @@ def _schedule_record(schedule: RungSchedule) -> dict[str, Any]:
         "eta": schedule.eta,
         "top": schedule.top,
         "rungs": [{"train": dict(r.train), "data": dict(r.data), "seeds": r.seeds,
-                   "promote_at_most": r.promote_at_most,
-                   "promote_after_all": r.promote_after_all} for r in schedule.rungs],
+                   "evaluator": r.evaluator, "promote_at_most": r.promote_at_most,
+                   "promote_after_all": r.promote_after_all,
+                   "promote_designs": r.promote_designs} for r in schedule.rungs],
     }
 
 
@@ -316,6 +326,8 @@ def _progress(
         sd = a.get(A.MAP50_95_SD)
         spread = f" sd {sd:.4f} over {a.get(A.N_SEEDS)} seeds" if sd is not None else ""
         parts.append(f"mAP50-95={a[A.MAP50_95]:.4f}{spread} mAP50={a[A.MAP50]:.4f}")
+    elif A.PROXY in a:
+        parts.append(f"{a.get(A.EVALUATOR)}={a[A.PROXY]:.3f}")
     if A.DUPLICATE_OF in a:
         parts.append(f"(copy of trial {a[A.DUPLICATE_OF]})")
     reason = next((a[r] for r in A.REASONS if a.get(r)), None)

@@ -58,6 +58,7 @@ class SupernetEvaluator:
     """
 
     name: ClassVar[str]
+    study_wide: ClassVar[bool] = True  # prepare() trains the study's supernet
 
     def __init__(self, settings: SupernetSettings | None = None) -> None:
         self.settings = settings or SupernetSettings()
