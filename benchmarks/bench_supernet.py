@@ -197,7 +197,12 @@ def score_pool(evaluator: SupernetEvaluator, pool: list[dict[str, Any]], space: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=30, help="supernet epochs")
-    parser.add_argument("--sampling", nargs="*", default=["fair"], help="uniform and/or fair")
+    parser.add_argument("--sampling", nargs="*", default=["fair"],
+                        help="any of uniform, fair, sandwich")
+    parser.add_argument("--sandwich-random", type=int, default=2,
+                        help="sandwich: uniform paths per step besides the largest and smallest")
+    parser.add_argument("--inplace-distill", type=float, default=1.0,
+                        help="sandwich: weight of the in-place distillation from the largest")
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--standalone", type=int, default=10, help="designs trained standalone")
     parser.add_argument("--panel", choices=["own", "optuna", "study"], default="own",
@@ -253,7 +258,9 @@ def main() -> None:
                                     for _ in range(max(args.candidates - len(panel), 0))]
     for rule in args.sampling:
         settings = SupernetSettings(epochs=args.epochs, sampling=rule, bn_batches=args.bn_batches,
-                                    finetune_steps=args.finetune_steps, ema=args.ema)  # fmt: skip
+                                    finetune_steps=args.finetune_steps, ema=args.ema,
+                                    sandwich_random=args.sandwich_random,
+                                    inplace_distill=args.inplace_distill)  # fmt: skip
         evaluator = SupernetEvaluator(settings)
         folder = Path(args.out) / f"{rule}-e{args.epochs}{'-ema' if args.ema else ''}"
         start, cpu = time.perf_counter(), time.process_time()

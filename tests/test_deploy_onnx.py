@@ -121,6 +121,26 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     assert issubclass(MissingExtraError, ImportError)
 
 
+def test_search_with_the_ort_latency_needs_the_extra_up_front(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # fmt: skip
+    """``trial.latency.runtime=onnxruntime`` without the extra stops the search before its first
+    trial with the message naming the extra (not a FAIL per trial)."""
+    from nas.data import DataConfig
+    from nas.search.objective import LatencySettings, TrialSettings
+    from nas.search.study import SearchSettings, run_search
+    from nas.train import TrainConfig
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.delitem(sys.modules, "nas.deploy", raising=False)
+    settings = SearchSettings(
+        study_name="ort", n_trials=1, space_path=ROOT / "search_spaces" / "tiny.yaml",
+        data=DataConfig(), train=TrainConfig(), results_dir=tmp_path,
+        trial=TrialSettings(latency=LatencySettings(runtime="onnxruntime")))
+    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[deploy\]'"):
+        run_search(settings)
+    assert not (tmp_path / "ort").exists()  # nothing was created
+
+
 def test_deploy_command_exports_and_times(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                           ) -> None:  # fmt: skip
     from nas.deploy.__main__ import main

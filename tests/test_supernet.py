@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from nas.supernet import (
     SupernetEvaluator,
     SupernetSettings,
     inherit_weights,
+    option_sizes,
     plan_supernet,
     recalibrate_bn,
     train_supernet,
@@ -160,16 +162,56 @@ def test_recalibrated_bn_statistics_are_the_batch_average(tiny_space: SearchSpac
     torch.testing.assert_close(bn.running_mean, conv.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
 
 
+def sampler_of(space: SearchSpace, rule: str) -> PathSampler:
+    sizes = option_sizes(space, 3) if rule == "sandwich" else None
+    return PathSampler(space, rule, sizes=sizes)
+
+
+def test_sandwich_runs_the_largest_the_smallest_and_uniform_paths(
+        tiny_space: SearchSpace) -> None:  # fmt: skip
+    sampler = PathSampler(tiny_space, "sandwich", seed=1, sizes=option_sizes(tiny_space, 3),
+                          n_random=2)  # fmt: skip
+    for step in range(6):
+        paths = sampler.paths(step)
+        assert len(paths) == 4 and paths[:2] == sampler.paths(0)[:2]
+        size = [count_params(build_model(to_arch(tiny_space, p, 3))) for p in paths]
+        assert size[0] == max(size) and size[1] == min(size) and size[0] > size[1]
+    random_paths = [tuple(sorted(p.items())) for s in range(6) for p in sampler.paths(s)[2:]]
+    assert len(set(random_paths)) > 2  # drawn per step and draw
+    again = PathSampler(tiny_space, "sandwich", seed=1, sizes=option_sizes(tiny_space, 3))
+    assert [again.paths(s) for s in range(6)] == [sampler.paths(s) for s in range(6)]
+    assert PathSampler(tiny_space, "fair").paths(2) == [PathSampler(tiny_space, "fair").path(2)]
+    with pytest.raises(ValueError, match="sandwich needs the options' sizes"):
+        PathSampler(tiny_space, "sandwich")
+
+
+def test_inplace_distillation_changes_the_update(tiny_space: SearchSpace,
+                                                 tiny_data: PreparedData,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    cfg = recipe(epochs=1)
+    states = []
+    for weight in (0.0, 1.0):
+        net = supernet_of(tiny_space)
+        run = train_supernet(net, tiny_data, cfg, sampler_of(tiny_space, "sandwich"),
+                             checkpoint=tmp_path / f"w{weight}.pt", checkpoint_every=10,
+                             fingerprint={}, distill_weight=weight)  # fmt: skip
+        assert run.steps == 2 and all(math.isfinite(sum(r[3:])) for r in run.history)
+        states.append(net.state_dict())
+    assert any(not torch.equal(v, states[1][k]) for k, v in states[0].items()
+               if v.is_floating_point())  # fmt: skip
+
+
+@pytest.mark.parametrize("rule", ["fair", "sandwich"])
 def test_resume_after_a_kill_ends_in_the_uninterrupted_state(
-    tiny_space: SearchSpace, tiny_data: PreparedData, tmp_path: Path
+    tiny_space: SearchSpace, tiny_data: PreparedData, tmp_path: Path, rule: str
 ) -> None:
     cfg = recipe()  # 2 epochs x 2 steps
 
     def run(ckpt: Path, on_step: Any = None) -> tuple[SuperNet, Any]:
         net = supernet_of(tiny_space)
-        result = train_supernet(net, tiny_data, cfg, PathSampler(tiny_space, "fair"),
+        result = train_supernet(net, tiny_data, cfg, sampler_of(tiny_space, rule),
                                 checkpoint=ckpt, checkpoint_every=1, fingerprint={"a": 1},
-                                on_step=on_step)  # fmt: skip
+                                on_step=on_step, distill_weight=1.0)  # fmt: skip
         return net, result
 
     reference, ref_run = run(tmp_path / "a.pt")
@@ -221,8 +263,11 @@ def test_evaluator_prepares_once_records_and_scores(
 def test_settings_reject_unknown_keys_naming_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]; valid: \['epochs', "):
         make_evaluator({"name": "supernet", "epoch": 3})
-    with pytest.raises(ValueError, match=r"sampling='sandwich'; valid: \['fair', 'uniform'\]"):
-        SupernetSettings(sampling="sandwich")
+    with pytest.raises(ValueError, match=r"sampling='bignas'; valid: \['fair', 'sandwich', "
+                                         r"'uniform'\]"):
+        SupernetSettings(sampling="bignas")
+    with pytest.raises(ValueError, match="inplace_distill=-1"):
+        SupernetSettings(sampling="sandwich", inplace_distill=-1)
     with pytest.raises(ValueError, match="bn_batches=-1"):
         SupernetSettings.from_dict({"bn_batches": -1})
     shipped = (REPO / "conf" / "evaluator" / "supernet.yaml").read_text()

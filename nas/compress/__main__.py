@@ -94,7 +94,7 @@ def _trial_files(args: argparse.Namespace, out: Path) -> tuple[str, str | None]:
     import optuna
 
     from nas.search.export import export_trial, select_trial
-    from nas.search.study import resolve_storage
+    from nas.search.storage import resolve_storage
 
     storage, url = resolve_storage(None, args.study, args.results_dir)
     try:

@@ -169,6 +169,8 @@ def run_search(settings: SearchSettings) -> optuna.Study:
             "with a pruner, or pruner=none with rungs"
         )
     _check_rung_evaluators(settings.rungs)
+    if settings.trial.latency.runtime == "onnxruntime":  # up front, not as every trial's FAIL
+        import nas.deploy  # noqa: F401 - the [deploy] extra, or one line that names it
     train = settings.train
     if (
         settings.objectives.single

@@ -14,7 +14,7 @@ from nas.supernet.config import SupernetSettings
 from nas.supernet.evaluator import SupernetEvaluator, supernet_dir
 from nas.supernet.inherit import finetune, inherit_weights, recalibrate_bn
 from nas.supernet.plan import Branch, SupernetError, SupernetPlan, plan_supernet
-from nas.supernet.sampling import SAMPLING_RULES, PathSampler
+from nas.supernet.sampling import SAMPLING_RULES, PathSampler, option_sizes, sampling_names
 from nas.supernet.supernet import SuperNet
 from nas.supernet.train import SupernetRun, train_supernet
 
@@ -31,8 +31,10 @@ __all__ = [
     "SupernetSettings",
     "finetune",
     "inherit_weights",
+    "option_sizes",
     "plan_supernet",
     "recalibrate_bn",
+    "sampling_names",
     "supernet_dir",
     "train_supernet",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nas.supernet.sampling import SAMPLING_RULES
+from nas.supernet.sampling import sampling_names
 
 __all__ = ["SupernetSettings"]
 
@@ -19,7 +19,12 @@ class SupernetSettings:
     Attributes:
         epochs: Supernet training epochs over the search's training data (the rest of the
             recipe, learning rate, batch size, EMA, augmentation, is the search's ``train``).
-        sampling: Path sampling rule: ``uniform`` (SPOS) or ``fair`` (FairNAS).
+        sampling: Path sampling rule: ``uniform`` (SPOS), ``fair`` (FairNAS) or ``sandwich``
+            (BigNAS: the largest, the smallest and ``sandwich_random`` uniform paths per step,
+            the largest distilled into the others in place).
+        sandwich_random: ``sandwich``'s uniform paths per step.
+        inplace_distill: ``sandwich``'s weight of the distillation loss of each path from the
+            largest path's outputs (``nas.train.distill``; 0: none).
         bn_batches: Training batches (of ``train.batch_size``, not augmented) that recalibrate
             a candidate's BatchNorm statistics (0: keep the supernet's running statistics).
         finetune_steps: Optimizer steps of fine-tuning per candidate after inheriting (0: none),
@@ -37,13 +42,19 @@ class SupernetSettings:
     finetune_steps: int = 25
     checkpoint_every: int = 100
     ema: bool = False
+    sandwich_random: int = 2
+    inplace_distill: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.sampling not in SAMPLING_RULES:
+        if self.sampling not in sampling_names():
             raise ValueError(f"evaluator=supernet: sampling={self.sampling!r}; "
-                             f"valid: {sorted(SAMPLING_RULES)}")  # fmt: skip
+                             f"valid: {sampling_names()}")  # fmt: skip
+        if isinstance(self.inplace_distill, bool) or not isinstance(
+                self.inplace_distill, int | float) or self.inplace_distill < 0:  # fmt: skip
+            raise ValueError(f"evaluator=supernet: inplace_distill={self.inplace_distill!r} "
+                             "must be a number >= 0")
         for key, low in (("epochs", 1), ("bn_batches", 0), ("finetune_steps", 0),
-                         ("checkpoint_every", 1)):  # fmt: skip
+                         ("checkpoint_every", 1), ("sandwich_random", 0)):  # fmt: skip
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"evaluator=supernet: {key}={value!r} must be an int >= {low}")

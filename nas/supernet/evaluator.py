@@ -29,7 +29,7 @@ from nas.supernet.config import SupernetSettings
 from nas.supernet.inherit import finetune, inherit_weights, recalibrate_bn
 from nas.supernet.plan import plan_supernet
 from nas.supernet.report import STUDY_ATTR, summary, write_history, write_plot
-from nas.supernet.sampling import PathSampler
+from nas.supernet.sampling import SANDWICH, PathSampler, option_sizes
 from nas.supernet.supernet import SuperNet
 from nas.supernet.train import SupernetRun, train_supernet
 
@@ -81,10 +81,14 @@ class SupernetEvaluator:
         logger.info("supernet: %d branches, %d choice decisions, %d parameters",
                     len(plan.branches), len(plan.row_decisions), params)  # fmt: skip
         with file_lock(folder / "train.lock"):  # one process trains, the others load
+            sizes = option_sizes(ctx.space, ctx.nc) if s.sampling == SANDWICH else None
+            sampler = PathSampler(ctx.space, s.sampling, cfg.seed, sizes=sizes,
+                                  n_random=s.sandwich_random)  # fmt: skip
             run = train_supernet(
-                supernet, ctx.data, cfg, PathSampler(ctx.space, s.sampling, cfg.seed),
+                supernet, ctx.data, cfg, sampler,
                 checkpoint=folder / "ckpt.pt", checkpoint_every=s.checkpoint_every,
                 fingerprint=_fingerprint(ctx, cfg, s), on_step=on_step, progress=ctx.progress,
+                distill_weight=s.inplace_distill if s.sampling == SANDWICH else 0.0,
             )
             write_history(run, plan, folder / "loss.csv")
             write_plot(run, folder / "loss.png")
@@ -148,4 +152,6 @@ def _fingerprint(ctx: EvalContext, cfg: TrainConfig, s: SupernetSettings) -> dic
         "imgsz": int(ctx.data.train.imgsz),
         "recipe": repr(recipe),
         "sampling": s.sampling,
+        **({"sandwich_random": s.sandwich_random, "inplace_distill": s.inplace_distill}
+           if s.sampling == SANDWICH else {}),
     }

@@ -1,8 +1,10 @@
-"""Supernet training: one sampled path per step, checkpointed and resumable.
+"""Supernet training: the sampled path(s) of each step, checkpointed and resumable.
 
 The loop is the engine's step (``nas.train``: ``DetectionLoss``, ``build_optimizer``,
 ``schedule_at``, ``ModelEMA``, gradient clipping, the NaN guard) with a path drawn before each
-step. Everything a step depends on is a function of the step number (the path, the epoch's
+step. With ``sandwich`` sampling a step runs several paths and accumulates their mean loss into
+one update; every path after the first (the largest) also learns the first one's outputs
+(in-place distillation, BigNAS: ``nas.train.distill.distillation_loss``, ``distill_weight``). Everything a step depends on is a function of the step number (the path, the epoch's
 data order and augmentation), so a run resumed from a checkpoint continues exactly where the
 interrupted one stood and ends in the same state as an uninterrupted run.
 
@@ -33,6 +35,7 @@ from nas.data.batches import iterate_batches
 from nas.supernet.plan import SupernetError
 from nas.supernet.supernet import SuperNet, unique_state
 from nas.train import DetectionLoss, ModelEMA, NonFiniteLossError, build_optimizer, schedule_at
+from nas.train.distill import distillation_loss
 from nas.train.engine import set_schedule, training_runtime
 
 if TYPE_CHECKING:
@@ -110,6 +113,7 @@ def train_supernet(
     fingerprint: Mapping[str, Any],
     on_step: Callable[[int], None] | None = None,
     progress: bool = False,
+    distill_weight: float = 0.0,
 ) -> SupernetRun:
     """Train (or resume, or just load) the supernet; it ends holding the EMA weights.
 
@@ -123,6 +127,8 @@ def train_supernet(
         fingerprint: What the supernet was trained for; a checkpoint with another is refused.
         on_step: Called with the number of steps done after each step (and its checkpoint).
         progress: Show a tqdm bar.
+        distill_weight: In-place distillation of a step's first path into its others (several
+            paths per step: ``sandwich``; 0: none).
 
     Raises:
         SupernetError: the checkpoint belongs to another supernet (other space or settings).
@@ -161,16 +167,29 @@ def train_supernet(
                 if k < skip:  # drawn (the generator advances) but already trained on
                     continue
                 start, cpu = time.perf_counter(), time.process_time()
-                supernet.set_path(sampler.path(run.steps))
                 set_schedule(optimizer, schedule_at(run.steps, total, warmup, cfg))
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    feats = supernet(batch.images.to(device))
-                out = loss_fn([f.float() for f in feats], batch.targets.to(device))
-                losses = torch.stack((out.total.detach(), out.box.detach(), out.cls.detach(),
-                                      out.dfl.detach())).tolist()  # fmt: skip
-                if not math.isfinite(losses[0]):
-                    raise NonFiniteLossError(epoch, k, losses[0])
-                scaler.scale(out.total).backward()
+                paths = sampler.paths(run.steps)
+                teacher: list[torch.Tensor] | None = None
+                for i, path in enumerate(paths):
+                    supernet.set_path(path)
+                    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                        feats = supernet(batch.images.to(device))
+                    feats = [f.float() for f in feats]
+                    out = loss_fn(feats, batch.targets.to(device))
+                    loss = out.total
+                    if teacher is not None and distill_weight > 0:
+                        kd = distillation_loss(feats, teacher, nc=supernet.nc,
+                                               reg_max=supernet.head.reg_max)  # fmt: skip
+                        loss = loss + kd.total * (distill_weight * len(batch.images))
+                    if i == 0:  # the history and the NaN guard follow the first path
+                        losses = torch.stack((out.total.detach(), out.box.detach(),
+                                              out.cls.detach(), out.dfl.detach())).tolist()
+                        active = supernet.active
+                        if len(paths) > 1:
+                            teacher = [f.detach() for f in feats]
+                    if not math.isfinite(float(loss.detach())):
+                        raise NonFiniteLossError(epoch, k, float(loss.detach()))
+                    scaler.scale(loss / len(paths)).backward()
                 if cfg.grad_clip > 0:
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
@@ -179,7 +198,7 @@ def train_supernet(
                 optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
                     ema.update(supernet)
-                run.history.append((run.steps, epoch, supernet.active, *losses[1:]))
+                run.history.append((run.steps, epoch, active, *losses[1:]))
                 run.steps += 1
                 run.seconds += time.perf_counter() - start
                 run.cpu_seconds += time.process_time() - cpu
