@@ -132,8 +132,9 @@ def test_search_with_the_ort_latency_needs_the_extra_up_front(
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     monkeypatch.delitem(sys.modules, "nas.deploy", raising=False)
+    space = Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml"
     settings = SearchSettings(
-        study_name="ort", n_trials=1, space_path=ROOT / "search_spaces" / "tiny.yaml",
+        study_name="ort", n_trials=1, space_path=space,
         data=DataConfig(), train=TrainConfig(), results_dir=tmp_path,
         trial=TrialSettings(latency=LatencySettings(runtime="onnxruntime")))
     with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[deploy\]'"):

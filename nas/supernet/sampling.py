@@ -102,7 +102,8 @@ class PathSampler:
     """
 
     def __init__(self, space: SearchSpace, rule: str, seed: int = 0, *,
-                 sizes: dict[str, list[int]] | None = None, n_random: int = 2) -> None:  # fmt: skip
+                 sizes: dict[str, list[int]] | None = None,
+                 n_random: int = 2) -> None:  # fmt: skip
         if rule not in sampling_names():
             raise ValueError(f"sampling: {rule!r}; valid: {sampling_names()}")
         if rule == SANDWICH and sizes is None:

@@ -4,8 +4,9 @@ The loop is the engine's step (``nas.train``: ``DetectionLoss``, ``build_optimiz
 ``schedule_at``, ``ModelEMA``, gradient clipping, the NaN guard) with a path drawn before each
 step. With ``sandwich`` sampling a step runs several paths and accumulates their mean loss into
 one update; every path after the first (the largest) also learns the first one's outputs
-(in-place distillation, BigNAS: ``nas.train.distill.distillation_loss``, ``distill_weight``). Everything a step depends on is a function of the step number (the path, the epoch's
-data order and augmentation), so a run resumed from a checkpoint continues exactly where the
+(in-place distillation, BigNAS: ``nas.train.distill.distillation_loss``, ``distill_weight``).
+Everything a step depends on is a function of the step number (the path, the epoch's data
+order and augmentation), so a run resumed from a checkpoint continues exactly where the
 interrupted one stood and ends in the same state as an uninterrupted run.
 
 Example:
