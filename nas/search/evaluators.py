@@ -219,8 +219,9 @@ class SynFlowEvaluator:
     """The SynFlow zero-cost score of the untrained candidate (log10; no data, no training).
 
     A screening rung: a fraction of a second per candidate, so a search can rank many more
-    candidates than it trains. SynFlow ranked the fidelity panels better than one brief
-    training on both data sets measured (README, "Fidelity"); it grows with the parameter count,
+    candidates than it trains. SynFlow ranked designs better than any single brief training on
+    four of the five fidelity panels measured, on both data sets (README, "Fidelity"); it grows
+    with the parameter count,
     so as a Pareto objective against params it ranks designs by their score per parameter.
 
     Args:
