@@ -221,8 +221,8 @@ class SynFlowEvaluator:
     A screening rung: a fraction of a second per candidate, so a search can rank many more
     candidates than it trains. SynFlow ranked designs better than any single brief training on
     four of the five fidelity panels measured, on both data sets (README, "Fidelity"); it grows
-    with the parameter count,
-    so as a Pareto objective against params it ranks designs by their score per parameter.
+    with the parameter count, so as a Pareto objective against params it ranks designs by their
+    score per parameter.
 
     Args:
         imgsz: the all-ones input's size (64, as in ``nas.fidelity``).
