@@ -209,3 +209,64 @@ def test_config_errors_name_the_key() -> None:
         TrainConfig(close_mosaic=-1)
     cfg = TrainConfig.from_dict({"augment": {"enabled": False}, "epochs": 3})
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_fused_optimizer_makes_the_per_tensor_update() -> None:
+    """build_optimizer's fused AdamW and SGD step as torch's per-tensor loop does (float
+    rounding aside, which Adam's normalisation amplifies over later steps), with the three
+    groups' settings."""
+    for name in ("adamw", "sgd"):
+        cfg = TrainConfig(optimizer=name, weight_decay=0.01, lr0=0.01)
+        model = tiny_model(3)
+        twin = tiny_model(3)
+        fused = build_optimizer(model, cfg)
+        assert all(g["fused"] for g in fused.param_groups)
+        loop = build_optimizer(twin, cfg)
+        for group in loop.param_groups:
+            group["fused"], group["foreach"] = False, False
+        x = torch.randn(2, 3, 64, 64)
+        for net, opt in ((model, fused), (twin, loop)):
+            sum(f.square().mean() for f in net(x)).backward()
+            opt.step()
+        moved, initial = 0, tiny_model(3).state_dict()
+        for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values(),
+                             strict=True):  # fmt: skip
+            assert torch.allclose(a.float(), b.float(), atol=1e-6, rtol=0), (name, k)
+            moved += int(not torch.equal(a, initial[k]))
+        assert moved > 50  # the step changed the weights
+
+
+def test_amp_resolves_per_device_and_auto_follows_the_cpu() -> None:
+    """amp None: CUDA only; auto: also a CPU with native bfloat16; a bool as given. The
+    layout follows (channels-last when autocasting) unless set."""
+    from nas.train.config import amp_dtype, use_amp, use_channels_last
+
+    native = bool(torch.cpu._is_avx512_bf16_supported())
+    assert (use_amp(None, "cpu"), use_amp(None, "cuda")) == (False, True)
+    assert use_amp("auto", "cpu") is native and use_amp("auto", "cuda")
+    assert use_amp(True, "cpu") and not use_amp(False, "cuda")
+    assert (amp_dtype("cpu"), amp_dtype("cuda:0")) == (torch.bfloat16, torch.float16)
+    assert use_channels_last(None, "cpu", amp=True) and not use_channels_last(None, "cpu", False)
+    assert not use_channels_last(False, "cuda", amp=True)
+    assert TrainConfig.from_dict({"amp": "auto"}).amp == "auto"
+    with pytest.raises(ValueError, match="train.amp"):
+        TrainConfig.from_dict({"amp": "maybe"})
+
+
+def test_amp_on_the_cpu_trains_in_bfloat16(tiny_data: PreparedData) -> None:
+    """amp=true on the CPU: the convolutions run in bfloat16 (no loss scaling), the weights
+    stay float32, the run is finite and deterministic."""
+    seen: set[torch.dtype] = set()
+    results = []
+    for _ in range(2):
+        model = tiny_model(tiny_data.num_classes)
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        hook = conv.register_forward_hook(
+            lambda m, i, o: seen.add(o.dtype) if m.training else None)
+        results.append(fit(model, tiny_data, quick(amp=True), progress=False))
+        hook.remove()
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert seen == {torch.bfloat16}
+    a, b = results
+    assert all(math.isfinite(h.loss_cls) for h in a.history)
+    assert [h.loss_cls for h in a.history] == [h.loss_cls for h in b.history]

@@ -120,31 +120,31 @@ def test_bad_values_name_the_key() -> None:
 @pytest.mark.parametrize("overrides", [[], ["experiment=bccd"]])
 def test_default_screens_with_synflow_then_confirms(overrides: list[str]) -> None:
     """rungs=asha: 60 candidates screened by SynFlow, the best 6 of all and the baseline and
-    seed designs trained with 2 seeds at the top rung, whose recipe is ``top_rung`` (BCCD's at
-    256 px)."""
+    seed designs trained with 3 seeds at the top rung, whose recipe is ``top_rung`` (BCCD's at
+    256 px), in bfloat16 where the CPU has it (``amp: auto``)."""
     settings = settings_from_config(compose_search(*overrides))
     screen, top = settings.rungs.rungs
     assert settings.n_trials == 60 and settings.rungs.always_promote == ("baseline",)
     assert (screen.evaluator, screen.promote_at_most, screen.promote_designs) == ("synflow", 6,
                                                                                    True)
     assert screen.promote_after_all
-    assert top.seeds == 2 and top.evaluator == "standalone" and top.train["epochs"] == 10
-    assert top.train.get("imgsz") == (256 if overrides else None)
+    assert top.seeds == 3 and top.evaluator == "standalone" and top.train["epochs"] == 10
+    assert top.train.get("imgsz") == (256 if overrides else None) and top.train["amp"] == "auto"
 
 
 @pytest.mark.parametrize("overrides", [["evaluator=supernet"],
                                        ["experiment=bccd", "evaluator=supernet"]])
 def test_supernet_confirms_the_best_of_all_candidates(overrides: list[str]) -> None:
     """A supernet search scores 100 candidates and promotes once all are scored
-    (``promote_after_all``), at most 3, confirmed with 2 seeds at the ``top_rung`` recipe."""
+    (``promote_after_all``), at most 3, confirmed with 3 seeds at the ``top_rung`` recipe."""
     settings = settings_from_config(compose_search(*overrides))
     rungs = settings.rungs.rungs
     assert settings.n_trials == 100 and len(rungs) == 2
     assert rungs[0].promote_after_all and rungs[0].promote_at_most == 3
     assert rungs[0].evaluator is None  # the study's: the supernet
-    assert rungs[-1].seeds == 2 and rungs[-1].evaluator == "standalone"
-    assert rungs[-1].train == ({"imgsz": 256, "epochs": 10} if len(overrides) == 2
-                               else {"epochs": 10})
+    assert rungs[-1].seeds == 3 and rungs[-1].evaluator == "standalone"
+    assert rungs[-1].train == ({"imgsz": 256, "epochs": 10, "amp": "auto"} if len(overrides) == 2
+                               else {"epochs": 10, "amp": "auto"})
 
 
 def test_rungs_single_trains_twelve() -> None:

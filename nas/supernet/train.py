@@ -36,6 +36,7 @@ from nas.data.batches import iterate_batches
 from nas.supernet.plan import SupernetError
 from nas.supernet.supernet import SuperNet, unique_state
 from nas.train import DetectionLoss, ModelEMA, NonFiniteLossError, build_optimizer, schedule_at
+from nas.train.config import amp_dtype, use_amp
 from nas.train.distill import distillation_loss
 from nas.train.engine import set_schedule, training_runtime
 
@@ -138,14 +139,14 @@ def train_supernet(
     if len(data.train) == 0:
         raise ValueError("train_supernet: the training cache is empty")
     device = torch.device(cfg.device)
-    amp = device.type == "cuda" if cfg.amp is None else cfg.amp
+    amp = use_amp(cfg.amp, device)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     with training_runtime(cfg):
         supernet.to(device)
         optimizer = build_optimizer(supernet, cfg)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
         ema = _SharedEMA(supernet, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None
         run = SupernetRun(steps=0, epochs=cfg.epochs, seconds=0.0, resumed_from=0)
         if checkpoint.is_file():
@@ -173,7 +174,7 @@ def train_supernet(
                 teacher: list[torch.Tensor] | None = None
                 for i, path in enumerate(paths):
                     supernet.set_path(path)
-                    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
                         feats = supernet(batch.images.to(device))
                     feats = [f.float() for f in feats]
                     out = loss_fn(feats, batch.targets.to(device))

@@ -5,16 +5,46 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from nas.config import from_mapping
 from nas.data.augment import AugmentConfig
 from nas.errors import ConfigError
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "amp_dtype", "use_amp", "use_channels_last"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear")
+
+
+def amp_dtype(device: Any) -> Any:
+    """The autocast type of ``amp`` on a device: float16 on CUDA, bfloat16 elsewhere."""
+    import torch
+
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+
+
+def use_amp(setting: bool | str | None, device: Any) -> bool:
+    """Whether a training autocasts: ``amp`` resolved on ``device``.
+
+    None: on CUDA only. ``auto``: where the device computes in low precision natively: CUDA,
+    or a CPU with AVX512-BF16 (every AMX CPU has it; measured 1.6x faster training there,
+    README "Trial speed"). A bool: as given.
+    """
+    import torch
+
+    kind = torch.device(device).type
+    if setting == "auto":
+        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        return kind == "cuda" or (kind == "cpu" and bool(native()))
+    return kind == "cuda" if setting is None else bool(setting)
+
+
+def use_channels_last(setting: bool | None, device: Any, amp: bool) -> bool:
+    """``channels_last`` resolved: None = on CUDA or when autocasting (oneDNN's fast layout)."""
+    import torch
+
+    return (torch.device(device).type == "cuda" or amp) if setting is None else setting
 
 
 @dataclass(frozen=True)
@@ -53,8 +83,10 @@ class TrainConfig:
         close_mosaic: Train the last k epochs without mosaic (as ultralytics' option of that
             name: the model ends on images that look like the validation ones).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
-        amp: Mixed precision (None: on CUDA only).
-        channels_last: channels-last memory format (None: on CUDA only).
+        amp: Mixed precision: autocast to ``amp_dtype(device)``, float16 with loss scaling on
+            CUDA, bfloat16 on the CPU. None: on CUDA only; ``auto``: also on a CPU with native
+            bfloat16 (``use_amp``); true / false.
+        channels_last: channels-last memory format (None: on CUDA or with amp).
         threads: torch CPU threads (None: all cores).
         seed: Seed of the weights' RNG, data order and augmentation.
         deterministic: ``torch.use_deterministic_algorithms`` during fit (warn-only).
@@ -89,7 +121,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     close_mosaic: int = 0
     device: str = "cpu"
-    amp: bool | None = None
+    amp: bool | Literal["auto"] | None = None
     channels_last: bool | None = None
     threads: int | None = None
     seed: int = 0

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from nas.data.augment import AugmentConfig
 from nas.data.batches import iterate_batches
 from nas.errors import ConfigError
-from nas.train.config import TrainConfig
+from nas.train.config import TrainConfig, amp_dtype, use_amp, use_channels_last
 from nas.train.distill import Distiller, build_distiller
 from nas.train.evaluate import EvalResult, evaluate
 from nas.train.loss import DetectionLoss, NonFiniteLossError
@@ -133,9 +133,12 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         {"params": no_decay, "weight_decay": 0.0},
         {"params": biases, "weight_decay": 0.0},
     ]
+    # the fused kernels (CPU and CUDA): one pass over every tensor instead of a Python loop of
+    # per-tensor ops (torch's CPU default); the same update up to float rounding
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr0, momentum=cfg.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=cfg.lr0, betas=(cfg.momentum, 0.999))
+        return torch.optim.SGD(groups, lr=cfg.lr0, momentum=cfg.momentum, nesterov=True,
+                               fused=True)  # fmt: skip
+    return torch.optim.AdamW(groups, lr=cfg.lr0, betas=(cfg.momentum, 0.999), fused=True)
 
 
 def schedule_at(
@@ -227,7 +230,7 @@ def train_one_epoch(
         images = batch.images.to(state.device, non_blocking=True)
         if state.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(state.device.type, dtype=torch.float16, enabled=state.amp):
+        with torch.autocast(state.device.type, dtype=amp_dtype(state.device), enabled=state.amp):
             feats = model(images)
         out = state.loss_fn([f.float() for f in feats], batch.targets.to(state.device))
         # one device-to-host copy per step (the NaN guard and the running means need it)
@@ -321,8 +324,8 @@ def fit(
     started = time.perf_counter()
     device = torch.device(cfg.device)
     cuda = device.type == "cuda"
-    amp = cuda if cfg.amp is None else cfg.amp
-    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+    amp = use_amp(cfg.amp, device)
+    channels_last = use_channels_last(cfg.channels_last, device, amp)
     with training_runtime(cfg):
         torch.manual_seed(cfg.seed)
         model.to(device)
@@ -333,7 +336,8 @@ def fit(
             model=model,
             loss_fn=DetectionLoss(nc, model.stride, reg_max=model.head.reg_max),
             optimizer=build_optimizer(model, cfg),
-            scaler=torch.amp.GradScaler(device.type, enabled=amp),
+            # bfloat16 (the CPU's autocast type) keeps float32's range: no loss scaling
+            scaler=torch.amp.GradScaler(device.type, enabled=amp and cuda),
             ema=ModelEMA(model, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None,
             generator=torch.Generator().manual_seed(cfg.seed),
             augment=cfg.augment,

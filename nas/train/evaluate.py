@@ -18,6 +18,7 @@ from pycocotools.cocoeval import COCOeval
 
 from nas.data.batches import iterate_batches
 from nas.data.records import category_id
+from nas.train.config import amp_dtype
 from nas.train.nms import non_max_suppression
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def evaluate(
         iou: NMS IoU threshold.
         max_det: Detections per image kept and scored.
         batch_size: Images per forward pass.
-        amp: Autocast to float16 (default: when on CUDA).
+        amp: Autocast to ``amp_dtype(device)`` (default: when on CUDA).
 
     Returns:
         The :class:`EvalResult`.
@@ -176,7 +177,7 @@ def evaluate(
             images = batch.images.to(device, non_blocking=True)
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
                 preds = model(images)
             detections = non_max_suppression(preds.float(), conf=conf, iou=iou, max_det=max_det)
             rows = batch.indices.tolist()
