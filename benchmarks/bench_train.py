@@ -80,8 +80,8 @@ def recipe(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run_ours(args: argparse.Namespace) -> dict[str, float]:
-    """Prepare data, build yolov8n and fit it with our engine."""
+def run_ours(args: argparse.Namespace, amp: bool | str | None = None) -> dict[str, float]:
+    """Prepare data, build yolov8n and fit it with our engine (``amp``: ``TrainConfig.amp``)."""
     r = recipe(args)
     data_cfg = DataConfig.from_dict({
         "format": "voc", "path": str(BCCD), "train": "train", "val": "val",
@@ -96,6 +96,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, float]:
         weight_decay=r["weight_decay"], warmup_epochs=r["warmup_epochs"],
         warmup_bias_lr=r["warmup_bias_lr"], warmup_momentum=r["warmup_momentum"],
         close_mosaic=r["close_mosaic"], device=args.device, threads=args.threads, seed=r["seed"],
+        amp=amp,
     )  # fmt: skip
     start = time.perf_counter()
     data = prepare_data(data_cfg, args.imgsz, args.device)
@@ -173,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mosaic", type=float, default=0.0, help="mosaic probability")
     parser.add_argument("--close-mosaic", type=int, default=0,
                         help="last epochs without mosaic")
+    parser.add_argument("--amp", action="store_true",
+                        help="also train ours with amp=auto (bfloat16 on a CPU with AVX512-BF16 "
+                             "/ AMX) and print its ratios to ours in float32")  # fmt: skip
     parser.add_argument("--skip-ultralytics", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -183,20 +187,26 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.threads} threads, device {args.device}, mosaic {args.mosaic} "
           f"(off for the last {args.close_mosaic} epochs)")  # fmt: skip
     ours = run_ours(args)
+    low = run_ours(args, amp="auto") if args.amp else None
     theirs = None
     if not args.skip_ultralytics:
         with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
             theirs = run_ultralytics(args, Path(tmp))
-    rows = [("ours", ours)] + ([("ultralytics", theirs)] if theirs else [])
+    rows = [("ours", ours)] + ([("ours amp", low)] if low else []) + (
+        [("ultralytics", theirs)] if theirs else [])
     print(f"{'engine':<12} {'mAP50':>7} {'mAP50-95':>9} {'wall s':>8} {'train img/s':>12}")
     for name, r in rows:
         print(f"{name:<12} {r['map50']:7.4f} {r['map50_95']:9.4f} {r['wall_s']:8.1f} "
               f"{r['train_img_s']:12.2f}")  # fmt: skip
-    if theirs:
-        def ratio(key: str) -> str:
-            return f"{ours[key] / theirs[key]:.2f}" if theirs[key] else "n/a"
+    pairs = [("o/u", ours, theirs), ("amp/o", low, ours), ("amp/u", low, theirs)]
+    for label, a, b in pairs:
+        if a is None or b is None:
+            continue
 
-        print(f"{'ratio o/u':<12} {ratio('map50'):>7} {ratio('map50_95'):>9} "
+        def ratio(key: str, a: dict = a, b: dict = b) -> str:
+            return f"{a[key] / b[key]:.2f}" if b[key] else "n/a"
+
+        print(f"{'ratio ' + label:<12} {ratio('map50'):>7} {ratio('map50_95'):>9} "
               f"{ratio('wall_s'):>8} {ratio('train_img_s'):>12}")  # fmt: skip
 
 

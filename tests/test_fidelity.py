@@ -207,15 +207,14 @@ def _fake_study(results: Path, name: str, *, promote: bool = False) -> None:
                  "params": 1_000_000 + 100_000 * i, "gflops": 4.0 + i}
         if design:
             attrs["design"] = design
-        if rung_mean is not None:
-            attrs["map50_95_mean"] = rung_mean
+        if rung_mean is not None and not promote:  # one rung: its seeds' mean is the score
+            attrs["map50_95"] = score = rung_mean
         if promote and rung_mean is not None:  # rung 0 here, its promotion below
-            attrs.pop("map50_95_mean")
             attrs["rung"] = 0
         study.add_trial(optuna.trial.create_trial(values=[score, 1e6 + i], user_attrs=attrs))
         if promote and rung_mean is not None:
             study.add_trial(optuna.trial.create_trial(values=[rung_mean, 1e6 + i], user_attrs={
-                **attrs, "rung": 1, "map50_95_mean": rung_mean, "promoted_from": i}))
+                **attrs, "rung": 1, "map50_95": rung_mean, "promoted_from": i}))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import UserError
+from nas.search import attrs as A
 
 __all__ = ["Design", "PanelError", "design_from_yaml", "panel_from_models", "panel_from_space",
            "panel_from_study", "spread"]  # fmt: skip
@@ -162,17 +163,14 @@ def panel_from_space(space_path: str | Path, k: int, nc: int, *, seed: int = 0,
 
 
 def _study_score(attrs: dict[str, Any]) -> float | None:
-    """The search's score of a trial: the top rung's mean when present, else ``map50_95``."""
-    for key in ("map50_95_mean", "map50_95"):
-        if attrs.get(key) is not None:
-            return float(attrs[key])
-    return None
+    """The search's score of a trial: its rung's mean mAP50-95 over seeds (None: not trained)."""
+    return None if attrs.get(A.MAP50_95) is None else float(attrs[A.MAP50_95])
 
 
 def _rung0_score(attrs: dict[str, Any]) -> float | None:
     """A trial's score at the cheapest rung: its mAP50-95, or a zero-cost rung's proxy."""
     score = _study_score(attrs)
-    return score if score is not None else attrs.get("proxy_score")
+    return score if score is not None else attrs.get(A.PROXY)
 
 
 def panel_from_study(study: Any, n: int) -> list[Design]:
@@ -194,25 +192,25 @@ def panel_from_study(study: Any, n: int) -> list[Design]:
     for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
                     key=lambda t: t.number):  # fmt: skip
         a = t.user_attrs
-        if not int(a.get("rung") or 0) and a.get("arch_hash") and _rung0_score(a) is not None:
-            rung0.setdefault(str(a["arch_hash"]), float(_rung0_score(a)))
-        if not a.get("arch_yaml") or _rung0_score(a) is None or a.get("duplicate_of") is not None:
+        if not int(a.get(A.RUNG) or 0) and a.get(A.ARCH_HASH) and _rung0_score(a) is not None:
+            rung0.setdefault(str(a[A.ARCH_HASH]), float(_rung0_score(a)))
+        if not a.get(A.ARCH_YAML) or _rung0_score(a) is None or a.get(A.DUPLICATE_OF) is not None:
             continue
-        design = str(a.get("design") or f"trial{t.number}")
-        role = "baseline" if design == "baseline" else "seed" if a.get("design") else "other"
+        design = str(a.get(A.DESIGN) or f"trial{t.number}")
+        role = "baseline" if design == "baseline" else "seed" if a.get(A.DESIGN) else "other"
         rows.append((t.number, design, role, a, _study_score(a)))
     if not rows:
         raise PanelError(f"study {study.study_name!r}: no COMPLETE trial with arch_yaml and "
                          "map50_95")  # fmt: skip
     # a design trained at several rungs (or trials): keep its highest rung's (trained) score
-    rows.sort(key=lambda r: (r[4] is None, -int(r[3].get("rung") or 0), r[0]))
+    rows.sort(key=lambda r: (r[4] is None, -int(r[3].get(A.RUNG) or 0), r[0]))
 
     def make(r: tuple) -> Design:
         a = r[3]
-        if a.get("params") is None or a.get("gflops") is None or not a.get("arch_hash"):
-            return design_from_yaml(r[1], a["arch_yaml"], role=r[2], search_score=r[4])
-        return Design(r[1], a["arch_yaml"], str(a["arch_hash"]), int(a["params"]),
-                      float(a["gflops"]), r[4], r[2], rung0.get(str(a["arch_hash"])))  # fmt: skip
+        if a.get(A.PARAMS) is None or a.get(A.GFLOPS) is None or not a.get(A.ARCH_HASH):
+            return design_from_yaml(r[1], a[A.ARCH_YAML], role=r[2], search_score=r[4])
+        return Design(r[1], a[A.ARCH_YAML], str(a[A.ARCH_HASH]), int(a[A.PARAMS]),
+                      float(a[A.GFLOPS]), r[4], r[2], rung0.get(str(a[A.ARCH_HASH])))  # fmt: skip
 
     designs = _dedupe(make(r) for r in rows)
     trained = [d for d in designs if d.search_score is not None]
