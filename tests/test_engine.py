@@ -254,19 +254,19 @@ def test_amp_resolves_per_device_and_auto_follows_the_cpu() -> None:
 
 
 def test_amp_on_the_cpu_trains_in_bfloat16(tiny_data: PreparedData) -> None:
-    """amp=true on the CPU: the convolutions run in bfloat16 (no loss scaling), the weights
-    stay float32, the run is finite and deterministic."""
-    seen: set[torch.dtype] = set()
+    """amp=true on the CPU: the training's convolutions run in bfloat16 (no loss scaling), the
+    evaluation's in float32 (box precision), the weights stay float32, the run is finite and
+    deterministic."""
+    seen: set[tuple[bool, torch.dtype]] = set()
     results = []
     for _ in range(2):
         model = tiny_model(tiny_data.num_classes)
         conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-        hook = conv.register_forward_hook(
-            lambda m, i, o: seen.add(o.dtype) if m.training else None)
+        hook = conv.register_forward_hook(lambda m, i, o: seen.add((m.training, o.dtype)))
         results.append(fit(model, tiny_data, quick(amp=True), progress=False))
         hook.remove()
         assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert seen == {torch.bfloat16}
+    assert seen == {(True, torch.bfloat16), (False, torch.float32)}
     a, b = results
     assert all(math.isfinite(h.loss_cls) for h in a.history)
     assert [h.loss_cls for h in a.history] == [h.loss_cls for h in b.history]

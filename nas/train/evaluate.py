@@ -155,7 +155,8 @@ def evaluate(
         iou: NMS IoU threshold.
         max_det: Detections per image kept and scored.
         batch_size: Images per forward pass.
-        amp: Autocast to ``amp_dtype(device)`` (default: when on CUDA).
+        amp: Autocast to ``amp_dtype(device)`` (default: when on CUDA; ``fit`` evaluates in
+            float32 on the CPU, where bfloat16 would cost box precision).
 
     Returns:
         The :class:`EvalResult`.
