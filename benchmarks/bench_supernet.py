@@ -225,12 +225,16 @@ def main() -> None:
     parser.add_argument("--ema", action="store_true", help="inherit the supernet's EMA weights")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--amp", choices=["off", "auto", "on"], default="off",
+                        help="train.amp of the supernet, the candidates' fine-tuning and the "
+                             "standalone designs (auto: bfloat16 on a CPU with it)")  # fmt: skip
     parser.add_argument("--out", default="results/bench_supernet", help="supernet folders")
     parser.add_argument("--json", type=Path, default=None, help="write all figures here")
     args = parser.parse_args()
 
     brief = yaml.safe_load((ROOT / "conf/train/brief.yaml").read_text())
-    brief.update(imgsz=160, epochs=5, threads=args.threads, seed=args.seed)  # conf/search.yaml
+    brief.update(imgsz=160, epochs=5, threads=args.threads, seed=args.seed,  # conf/search.yaml
+                 amp={"off": False, "auto": "auto", "on": True}[args.amp])
     train = TrainConfig.from_dict(brief)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -162,6 +162,24 @@ def test_recalibrated_bn_statistics_are_the_batch_average(tiny_space: SearchSpac
     torch.testing.assert_close(bn.running_mean, conv.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
 
 
+def test_finetune_follows_the_trainings_mixed_precision(tiny_space: SearchSpace,
+                                                        tiny_data: PreparedData) -> None:
+    """A candidate's fine-tuning autocasts as ``fit`` does: bfloat16 on the CPU with amp, float32
+    without; the weights stay float32 and move either way."""
+    from nas.supernet.inherit import finetune
+
+    for amp, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        torch.manual_seed(0)
+        model = build_model(to_arch(tiny_space, tiny_space.baseline_choices(), 3))
+        before = model.layers[0].conv.weight.detach().clone()
+        seen: set[torch.dtype] = set()
+        model.layers[0].conv.register_forward_hook(lambda m, i, o, seen=seen: seen.add(o.dtype))
+        loss = finetune(model, tiny_data, recipe(amp=amp), steps=2)
+        assert seen == {dtype} and math.isfinite(loss) and loss > 0
+        weight = model.layers[0].conv.weight
+        assert weight.dtype == torch.float32 and not torch.equal(weight, before)
+
+
 def sampler_of(space: SearchSpace, rule: str) -> PathSampler:
     sizes = option_sizes(space, 3) if rule == "sandwich" else None
     return PathSampler(space, rule, sizes=sizes)

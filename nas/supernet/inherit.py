@@ -27,6 +27,7 @@ from nas.supernet.plan import Branch, SupernetError
 from nas.supernet.supernet import SuperNet
 from nas.supernet.train import recipe_augment
 from nas.train import DetectionLoss, build_optimizer
+from nas.train.config import amp_dtype, use_amp
 
 if TYPE_CHECKING:
     from nas.data import ImageCache, PreparedData
@@ -103,7 +104,8 @@ def recalibrate_bn(
 def finetune(
     model: Detector, data: PreparedData, cfg: TrainConfig, *, steps: int, seed: int = 0
 ) -> float:
-    """A few optimizer steps on augmented training batches at the rate ``lr0 * lrf``.
+    """A few optimizer steps on augmented training batches at the rate ``lr0 * lrf``, with the
+    training's mixed precision (``cfg.amp``, as ``fit``).
 
     Returns:
         The mean total loss over the steps (0.0 when ``steps`` is 0).
@@ -117,16 +119,22 @@ def finetune(
         group["lr"] = cfg.lr0 * cfg.lrf
     augment = recipe_augment(cfg, data)
     generator = torch.Generator().manual_seed(seed)
+    amp = use_amp(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
     model.train()
     done, total = 0, 0.0
     while done < steps:
         for batch in iterate_batches(data.train, cfg.batch_size, shuffle=True,
                                      generator=generator, augment=augment):  # fmt: skip
-            out = loss_fn(list(model(batch.images.to(device))), batch.targets.to(device))
-            out.total.backward()
+            with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
+                feats = model(batch.images.to(device))
+            out = loss_fn([f.float() for f in feats], batch.targets.to(device))
+            scaler.scale(out.total).backward()
             if cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
             total += float(out.total.detach())
             done += 1
