@@ -29,7 +29,7 @@ def use_amp(setting: bool | str | None, device: Any) -> bool:
 
     None: on CUDA only. ``auto``: where the device computes in low precision natively: CUDA,
     or a CPU with AVX512-BF16 (every AMX CPU has it; measured 1.6x faster training there,
-    README "Trial speed"). A bool: as given.
+    README "Benchmarks"). A bool: as given.
     """
     import torch
 
