@@ -239,13 +239,14 @@ def test_fused_optimizer_makes_the_per_tensor_update() -> None:
 def test_amp_resolves_per_device_and_auto_follows_the_cpu() -> None:
     """amp None: CUDA only; auto: also a CPU with native bfloat16; a bool as given. The
     layout follows (channels-last when autocasting) unless set."""
-    from nas.train.config import amp_dtype, use_amp, use_channels_last
+    from nas.train.config import amp_dtype, grad_scaler, use_amp, use_channels_last
 
     native = bool(torch.cpu._is_avx512_bf16_supported())
     assert (use_amp(None, "cpu"), use_amp(None, "cuda")) == (False, True)
     assert use_amp("auto", "cpu") is native and use_amp("auto", "cuda")
     assert use_amp(True, "cpu") and not use_amp(False, "cuda")
     assert (amp_dtype("cpu"), amp_dtype("cuda:0")) == (torch.bfloat16, torch.float16)
+    assert not grad_scaler("cpu", True).is_enabled()  # bfloat16: no loss scaling
     assert use_channels_last(None, "cpu", amp=True) and not use_channels_last(None, "cpu", False)
     assert not use_channels_last(False, "cuda", amp=True)
     assert TrainConfig.from_dict({"amp": "auto"}).amp == "auto"

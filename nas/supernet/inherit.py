@@ -27,7 +27,7 @@ from nas.supernet.plan import Branch, SupernetError
 from nas.supernet.supernet import SuperNet
 from nas.supernet.train import recipe_augment
 from nas.train import DetectionLoss, build_optimizer
-from nas.train.config import amp_dtype, use_amp
+from nas.train.config import autocast, grad_scaler, use_amp
 
 if TYPE_CHECKING:
     from nas.data import ImageCache, PreparedData
@@ -120,13 +120,13 @@ def finetune(
     augment = recipe_augment(cfg, data)
     generator = torch.Generator().manual_seed(seed)
     amp = use_amp(cfg.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    scaler = grad_scaler(device, amp)
     model.train()
     done, total = 0, 0.0
     while done < steps:
         for batch in iterate_batches(data.train, cfg.batch_size, shuffle=True,
                                      generator=generator, augment=augment):  # fmt: skip
-            with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
+            with autocast(device, amp):
                 feats = model(batch.images.to(device))
             out = loss_fn([f.float() for f in feats], batch.targets.to(device))
             scaler.scale(out.total).backward()

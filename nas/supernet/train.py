@@ -36,7 +36,7 @@ from nas.data.batches import iterate_batches
 from nas.supernet.plan import SupernetError
 from nas.supernet.supernet import SuperNet, unique_state
 from nas.train import DetectionLoss, ModelEMA, NonFiniteLossError, build_optimizer, schedule_at
-from nas.train.config import amp_dtype, use_amp
+from nas.train.config import autocast, grad_scaler, use_amp
 from nas.train.distill import distillation_loss
 from nas.train.engine import set_schedule, training_runtime
 
@@ -146,7 +146,7 @@ def train_supernet(
     with training_runtime(cfg):
         supernet.to(device)
         optimizer = build_optimizer(supernet, cfg)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+        scaler = grad_scaler(device, amp)
         ema = _SharedEMA(supernet, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None
         run = SupernetRun(steps=0, epochs=cfg.epochs, seconds=0.0, resumed_from=0)
         if checkpoint.is_file():
@@ -174,7 +174,7 @@ def train_supernet(
                 teacher: list[torch.Tensor] | None = None
                 for i, path in enumerate(paths):
                     supernet.set_path(path)
-                    with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
+                    with autocast(device, amp):
                         feats = supernet(batch.images.to(device))
                     feats = [f.float() for f in feats]
                     out = loss_fn(feats, batch.targets.to(device))

@@ -11,7 +11,8 @@ from nas.config import from_mapping
 from nas.data.augment import AugmentConfig
 from nas.errors import ConfigError
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "amp_dtype", "use_amp", "use_channels_last"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "amp_dtype", "autocast", "grad_scaler",
+           "use_amp", "use_channels_last"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear")
@@ -24,12 +25,28 @@ def amp_dtype(device: Any) -> Any:
     return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
 
+def autocast(device: Any, amp: bool) -> Any:
+    """The autocast context of a forward pass: ``amp_dtype(device)`` when ``amp``."""
+    import torch
+
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp)
+
+
+def grad_scaler(device: Any, amp: bool) -> Any:
+    """Loss scaling for float16 (CUDA) only: bfloat16 keeps float32's range."""
+    import torch
+
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+
+
 def use_amp(setting: bool | str | None, device: Any) -> bool:
     """Whether a training autocasts: ``amp`` resolved on ``device``.
 
     None: on CUDA only. ``auto``: where the device computes in low precision natively: CUDA,
-    or a CPU with AVX512-BF16 (every AMX CPU has it; measured 1.6x faster training there,
-    README "Benchmarks"). A bool: as given.
+    or a CPU with AVX512-BF16 (every AMX CPU has it; 1.5x faster training at the search's top
+    rung, ``benchmarks/bench_amp.py``). A bool: as given.
     """
     import torch
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from nas.data.augment import AugmentConfig
 from nas.data.batches import iterate_batches
 from nas.errors import ConfigError
-from nas.train.config import TrainConfig, amp_dtype, use_amp, use_channels_last
+from nas.train.config import TrainConfig, autocast, grad_scaler, use_amp, use_channels_last
 from nas.train.distill import Distiller, build_distiller
 from nas.train.evaluate import EvalResult, evaluate
 from nas.train.loss import DetectionLoss, NonFiniteLossError
@@ -230,7 +230,7 @@ def train_one_epoch(
         images = batch.images.to(state.device, non_blocking=True)
         if state.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(state.device.type, dtype=amp_dtype(state.device), enabled=state.amp):
+        with autocast(state.device, state.amp):
             feats = model(images)
         out = state.loss_fn([f.float() for f in feats], batch.targets.to(state.device))
         # one device-to-host copy per step (the NaN guard and the running means need it)
@@ -336,8 +336,7 @@ def fit(
             model=model,
             loss_fn=DetectionLoss(nc, model.stride, reg_max=model.head.reg_max),
             optimizer=build_optimizer(model, cfg),
-            # bfloat16 (the CPU's autocast type) keeps float32's range: no loss scaling
-            scaler=torch.amp.GradScaler(device.type, enabled=amp and cuda),
+            scaler=grad_scaler(device, amp),
             ema=ModelEMA(model, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None,
             generator=torch.Generator().manual_seed(cfg.seed),
             augment=cfg.augment,
@@ -361,8 +360,8 @@ def fit(
             if due:
                 scored = state.ema.module if state.ema is not None else model
                 # float16 on CUDA; the CPU evaluates in float32: bfloat16's 8-bit mantissa
-                # moves box edges (mAP50-95 0.639 against 0.649 for one trained yolov8n at 160
-                # px), and evaluation is a small part of a training
+                # moves box edges (0.989x the mAP50-95, benchmarks/bench_amp.py), and
+                # evaluation is a small part of a training
                 metrics = evaluate(scored, data, conf=cfg.conf, iou=cfg.iou,
                                    max_det=cfg.max_det, batch_size=cfg.eval_batch_size,
                                    amp=amp and cuda)  # fmt: skip

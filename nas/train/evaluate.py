@@ -18,7 +18,7 @@ from pycocotools.cocoeval import COCOeval
 
 from nas.data.batches import iterate_batches
 from nas.data.records import category_id
-from nas.train.config import amp_dtype
+from nas.train.config import autocast
 from nas.train.nms import non_max_suppression
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def evaluate(
             images = batch.images.to(device, non_blocking=True)
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
+            with autocast(device, amp):
                 preds = model(images)
             detections = non_max_suppression(preds.float(), conf=conf, iou=iou, max_det=max_det)
             rows = batch.indices.tolist()
