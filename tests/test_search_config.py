@@ -135,11 +135,13 @@ def test_default_screens_with_synflow_then_confirms(overrides: list[str]) -> Non
 @pytest.mark.parametrize("overrides", [["evaluator=supernet"],
                                        ["experiment=bccd", "evaluator=supernet"]])
 def test_supernet_confirms_the_best_of_all_candidates(overrides: list[str]) -> None:
-    """A supernet search scores 100 candidates and promotes once all are scored
-    (``promote_after_all``), at most 3, confirmed with 3 seeds at the ``top_rung`` recipe."""
+    """A supernet search scores 200 candidates (supernet and fine-tuning in bfloat16 where
+    native) and promotes once all are scored (``promote_after_all``), at most 3, confirmed with
+    3 seeds at the ``top_rung`` recipe."""
     settings = settings_from_config(compose_search(*overrides))
     rungs = settings.rungs.rungs
-    assert settings.n_trials == 100 and len(rungs) == 2
+    assert settings.n_trials == 200 and len(rungs) == 2 and settings.train.amp == "auto"
+    assert settings.evaluator["threads"] is None
     assert rungs[0].promote_after_all and rungs[0].promote_at_most == 3
     assert rungs[0].evaluator is None  # the study's: the supernet
     assert rungs[-1].seeds == 3 and rungs[-1].evaluator == "standalone"

@@ -34,6 +34,9 @@ class SupernetSettings:
             instead of its last weights. Off by default: over a supernet's hundreds of steps
             the brief recipe's EMA (decay 0.999) still weighs the early steps heavily, and on
             the default search the last weights scored and ranked better (README).
+        threads: Torch threads of the supernet's training; ``None``: every usable core of the
+            host (the study's other workers wait for the supernet, so a worker's one-thread
+            share would leave the other cores idle).
     """
 
     epochs: int = 30
@@ -44,6 +47,7 @@ class SupernetSettings:
     ema: bool = False
     sandwich_random: int = 2
     inplace_distill: float = 1.0
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.sampling not in sampling_names():
@@ -58,6 +62,10 @@ class SupernetSettings:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"evaluator=supernet: {key}={value!r} must be an int >= {low}")
+        if self.threads is not None and (isinstance(self.threads, bool)
+                                         or not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"evaluator=supernet: threads={self.threads!r} must be null (every "
+                             "usable core) or an int >= 1")
         if not isinstance(self.ema, bool):
             raise ValueError(f"evaluator=supernet: ema={self.ema!r} must be true or false")
 

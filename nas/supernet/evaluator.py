@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from nas.search.evaluators import EvalContext, Score, register_evaluator
+from nas.search.launch import usable_cores
 from nas.search.locks import file_lock
 from nas.supernet.config import SupernetSettings
 from nas.supernet.inherit import finetune, inherit_weights, recalibrate_bn
@@ -72,7 +73,8 @@ class SupernetEvaluator:
     def prepare(self, ctx: EvalContext, *, on_step: Callable[[int], None] | None = None) -> None:
         """Train, resume or load the study's supernet; record its cost and loss curve."""
         s = self.settings
-        cfg = dataclasses.replace(ctx.train, epochs=s.epochs, ema=s.ema)
+        cfg = dataclasses.replace(ctx.train, epochs=s.epochs, ema=s.ema,
+                                  threads=s.threads or usable_cores())  # fmt: skip
         plan = plan_supernet(ctx.space, ctx.nc)
         torch.manual_seed(cfg.seed)
         supernet = SuperNet(plan)
