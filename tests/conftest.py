@@ -40,3 +40,10 @@ def tiny_synthetic(root: Path, *, num_train: int = 8, num_val: int = 4, min_size
                        "num_classes": 3}}
     )  # fmt: skip
     return prepare_data(cfg, imgsz=64, device="cpu", progress=False)
+
+
+def candidates(trials):
+    """The trials that count towards ``n_trials``: rung-0 samples that are not a copy of a
+    design already scored (``duplicate_of``); a sampler in a small space repeats designs."""
+    return [t for t in trials
+            if not t.user_attrs.get("rung") and "duplicate_of" not in t.user_attrs]

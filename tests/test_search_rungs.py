@@ -12,12 +12,19 @@ from types import SimpleNamespace
 import optuna
 import pandas as pd
 import pytest
+from conftest import candidates
 from optuna.trial import TrialState
 
 from nas.search import attrs as A
 from nas.search.objective import LatencySettings, Objectives, TrialContext, TrialSettings
 from nas.search.optuna_api import set_system_attr
-from nas.search.promotion import enqueue_promotion, evaluated, pending_promotions
+from nas.search.promotion import (
+    enqueue_promotion,
+    evaluated,
+    is_candidate,
+    pending_promotions,
+    sampler_exhausted,
+)
 from nas.search.results import front_table, summary_text, trials_table
 from nas.search.rungs import (
     Evaluated,
@@ -282,9 +289,10 @@ def _work(study: optuna.Study, ctx: TrialContext, n_trials: int, limit: int = 10
     """The search loop's decisions (as ``run_search``) with a fake trainer."""
     for _ in range(limit):
         promoted = enqueue_promotion(study, ctx.schedule, ctx.objectives.directions, n_trials)
-        done = sum(1 for t in study.get_trials(deepcopy=False)
-                   if t.state.is_finished() and t.user_attrs.get(A.RUNG, 0) == 0)
-        if promoted is None and not pending_promotions(study) and done >= n_trials:
+        trials = study.get_trials(deepcopy=False)
+        done = sum(1 for t in trials if t.state.is_finished() and is_candidate(t))
+        closed = done >= n_trials or sampler_exhausted(trials, n_trials)
+        if promoted is None and not pending_promotions(study) and closed:
             return
         trial = study.ask()
         outcome = _evaluate(trial, ctx)
@@ -301,7 +309,7 @@ def _search(ctx: TrialContext, n_trials: int) -> tuple[optuna.Study, list, list]
     trials = study.get_trials(deepcopy=False)
     rung0 = [t for t in trials if t.user_attrs[A.RUNG] == 0]
     rung1 = [t for t in trials if t.user_attrs[A.RUNG] == 1]
-    assert len(rung0) == n_trials
+    assert sum(A.DUPLICATE_OF not in t.user_attrs for t in rung0) == n_trials  # copies on top
     return study, rung0, rung1
 
 
@@ -312,9 +320,10 @@ def test_rungs_promote_the_best_and_train_top_rung_seeds(tmp_path: Path) -> None
     fit = ScoreByDesign()
     ctx = _ctx(tmp_path, fit, SCHEDULE)
     study, rung0, rung1 = _search(ctx, n_trials=6)
-    # 6 // 3 = 2 promoted by rank, plus the baseline
+    # 6 distinct candidates: 6 // 3 = 2 promoted by rank, plus the baseline, plus any early
+    # pick a later candidate pushed out of the top third (ASHA promotes as it goes)
     assert {t.user_attrs.get(A.DESIGN) for t in rung1} >= {"baseline"}
-    assert 2 <= len(rung1) <= 3
+    assert 3 <= len(rung1) <= 6
     for t in rung1:
         source = study.trials[t.user_attrs[A.PROMOTED_FROM]]
         assert source.params == t.params and source.user_attrs[A.RUNG] == 0
@@ -375,6 +384,34 @@ def test_a_synflow_screen_trains_only_what_it_promotes(tmp_path: Path) -> None:
     assert table.loc[table[A.RUNG] == 0, "map50_95_mean"].isna().all()
     front = front_table(table, Objectives(), top_rung=2)
     assert not front.empty and set(front[A.RUNG]) == {2}
+
+
+def test_copies_do_not_count_and_an_exhausted_sampler_closes_rung0(tmp_path: Path) -> None:
+    """``n_trials`` counts distinct designs: a sample repeating a scored design copies its
+    score and the search samples on. A space with fewer designs than ``n_trials`` (8 here, 10
+    asked) ends rung 0 once the last ``n_trials`` samples were all copies, and the
+    ``promote_after_all`` rung waiting for it promotes (no endless loop, no stuck rung)."""
+    schedule = RungSchedule((Rung(promote_at_most=1, promote_after_all=True),
+                             Rung(train={"epochs": 3})), eta=3)  # fmt: skip
+    ctx = _ctx(tmp_path, ScoreByDesign(), schedule)
+    study = optuna.create_study(directions=ctx.objectives.directions,
+                                sampler=optuna.samplers.RandomSampler(seed=1))  # fmt: skip
+    enqueue_designs(study, ctx.space)
+    trials = study.get_trials(deepcopy=False)
+    assert not sampler_exhausted(trials, 10)
+    _work(study, ctx, n_trials=10, limit=300)
+    trials = study.get_trials(deepcopy=False)
+    rung0 = sorted((t for t in trials if t.user_attrs[A.RUNG] == 0), key=lambda t: t.number)
+    distinct = len({t.user_attrs[A.ARCH_HASH] for t in rung0})
+    assert len(candidates(rung0)) == distinct and 5 <= distinct <= 8 < len(rung0)
+    assert all(A.DUPLICATE_OF in t.user_attrs for t in rung0[-10:]) and sampler_exhausted(
+        trials, 10)
+    assert not sampler_exhausted(trials, len(rung0) + 1)  # not yet n_trials samples in all
+    for copy in rung0:
+        if A.DUPLICATE_OF in copy.user_attrs:
+            assert copy.values == study.trials[copy.user_attrs[A.DUPLICATE_OF]].values
+    rung1 = [t for t in trials if t.user_attrs[A.RUNG] == 1]
+    assert len(rung1) == 2 and "baseline" in {t.user_attrs.get(A.DESIGN) for t in rung1}
 
 
 def test_a_screened_duplicate_copies_the_proxy(tmp_path: Path) -> None:

@@ -278,6 +278,32 @@ def test_evaluator_prepares_once_records_and_scores(
     assert study.user_attrs["supernet"]["resumed_from"] == 2
 
 
+@pytest.mark.parametrize(("threads", "expected"), [(None, "cores"), (1, 1)])
+def test_supernet_trains_on_every_usable_core_unless_pinned(
+    tiny_space: SearchSpace, tiny_data: PreparedData, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, threads: int | None, expected: object,
+) -> None:
+    """The other workers wait for the supernet, so its training takes the host's cores, not a
+    worker's one-thread share (``train.threads``); ``evaluator.threads`` pins it."""
+    import nas.supernet.evaluator as module
+
+    class Seen(Exception):
+        pass
+
+    def spy(supernet: object, data: object, cfg: object, *args: object, **kwargs: object) -> None:
+        raise Seen(cfg.threads)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(module, "train_supernet", spy)
+    monkeypatch.setattr(module, "usable_cores", lambda: 7)
+    evaluator = make_evaluator({"name": "supernet", "epochs": 1, "threads": threads})
+    ctx = EvalContext(tiny_space, tiny_data, recipe(epochs=1, threads=1), tmp_path, None, nc=3)
+    with pytest.raises(Seen) as seen:
+        evaluator.prepare(ctx)
+    assert seen.value.args[0] == (7 if expected == "cores" else expected)
+    with pytest.raises(ValueError, match="threads=0 must be null"):
+        SupernetSettings(threads=0)
+
+
 def test_settings_reject_unknown_keys_naming_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]; valid: \['epochs', "):
         make_evaluator({"name": "supernet", "epoch": 3})

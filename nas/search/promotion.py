@@ -25,7 +25,14 @@ from nas.search.rungs import (
 )
 from nas.search.workers import finished_counts
 
-__all__ = ["enqueue_promotion", "evaluated", "is_candidate", "pending_promotions", "settled"]
+__all__ = [
+    "enqueue_promotion",
+    "evaluated",
+    "is_candidate",
+    "pending_promotions",
+    "sampler_exhausted",
+    "settled",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +42,22 @@ def rung_of(trial: FrozenTrial) -> int:
 
 
 def is_candidate(trial: FrozenTrial) -> bool:
-    """A trial that counts towards ``n_trials``: a new candidate (rung 0), not a promotion."""
-    return rung_of(trial) == 0
+    """A trial that counts towards ``n_trials``: a new candidate at rung 0, not a promotion and
+    not a copy of a design the study already scored (``duplicate_of``: a sampler that proposes
+    the same design again gets its score for free, and the search samples on)."""
+    return rung_of(trial) == 0 and A.DUPLICATE_OF not in trial.user_attrs
+
+
+def sampler_exhausted(trials: Sequence[FrozenTrial], n_trials: int | None) -> bool:
+    """The last ``n_trials`` rung-0 samples were all copies: the sampler has nothing new to
+    propose (a space with fewer designs, or a sampler settled on a few), so rung 0 ends with
+    the candidates it has."""
+    if not n_trials:
+        return False
+    samples = sorted((t for t in trials if rung_of(t) == 0 and finished_counts(t)),
+                     key=lambda t: t.number)  # fmt: skip
+    last = samples[-n_trials:]
+    return len(last) == n_trials and all(A.DUPLICATE_OF in t.user_attrs for t in last)
 
 
 def _feasible(trial: FrozenTrial) -> bool:
@@ -69,10 +90,12 @@ def _claimed(trials: Sequence[FrozenTrial]) -> set[tuple[str, int]]:
 
 def _progress(trials: Sequence[FrozenTrial], n_trials: int | None) -> Progress:
     """What ``promote_after_all`` rungs wait for: all ``n_trials`` candidates finished at rung
-    0 (an interrupted one does not count: it runs again), and the rungs still at work."""
+    0 (an interrupted one does not count: it runs again; nor does a copy) or the sampler
+    exhausted, and the rungs still at work."""
     finished = sum(is_candidate(t) and finished_counts(t) for t in trials)
     busy = {rung_of(t) for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)}
-    return Progress(n_trials is not None and finished >= n_trials, frozenset(busy))
+    done = n_trials is not None and (finished >= n_trials or sampler_exhausted(trials, n_trials))
+    return Progress(done, frozenset(busy))
 
 
 def settled(study: optuna.Study, schedule: RungSchedule, directions: Sequence[str],

@@ -2,8 +2,10 @@
 
 - Storage: ``nas.search.storage`` (``journal_path``, ``resolve_storage``, ``open_study``),
   re-exported here.
-- Resume: re-running the same command loads the study and runs until ``n_trials`` trials
-  really finished. Trials left RUNNING by a dead process are failed and enqueued again, and
+- Resume: re-running the same command loads the study and runs until ``n_trials`` candidates
+  really finished (distinct designs: a sample that repeats a scored design copies its score
+  and does not count; if the sampler's last ``n_trials`` samples were all copies, rung 0
+  ends). Trials left RUNNING by a dead process are failed and enqueued again, and
   workers sharing a journal file take a file lock to ask for a trial (``nas.search.workers``).
 
 Example:
@@ -37,7 +39,13 @@ from nas.search.objective import (
     run_trial,
 )
 from nas.search.optuna_api import set_system_attr
-from nas.search.promotion import enqueue_promotion, is_candidate, pending_promotions, settled
+from nas.search.promotion import (
+    enqueue_promotion,
+    is_candidate,
+    pending_promotions,
+    sampler_exhausted,
+    settled,
+)
 from nas.search.rungs import RungSchedule
 from nas.search.space import SearchSpace, load_space
 from nas.search.storage import (
@@ -103,8 +111,8 @@ class SearchSettings:
 
     Attributes:
         study_name: the study's name (also the results folder's name).
-        n_trials: candidates wanted in the study (finished at rung 0; their promotions to
-            higher rungs come on top; resuming continues up to it).
+        n_trials: candidates wanted in the study (distinct designs finished at rung 0; copies
+            and promotions to higher rungs come on top; resuming continues up to it).
         storage: storage setting (see ``resolve_storage``); None = journal file in results.
         results_dir: parent of ``<study_name>/`` (trials.csv, plots, front/, artifacts/).
         space_path: the search-space YAML file.
@@ -207,13 +215,14 @@ def run_search(settings: SearchSettings) -> optuna.Study:
 
     ctx = _make_context(settings, space, out_dir, study)
     directions = settings.objectives.directions
+    warned = False
     while True:
         trial = None
         with study_lock(lock):
             failed = fail_stale_trials(study, stale, locked=lock is not None)  # died since
             promoted = enqueue_promotion(study, settings.rungs, directions, settings.n_trials)
-            idle = (promoted is None and not pending_promotions(study)
-                    and _done(study, stale) >= settings.n_trials)  # fmt: skip
+            closed = _rung0_closed(study, stale, settings.n_trials)
+            idle = promoted is None and not pending_promotions(study) and closed is not None
             if idle and settled(study, settings.rungs, directions, settings.n_trials):
                 break
             if not idle:
@@ -221,6 +230,11 @@ def run_search(settings: SearchSettings) -> optuna.Study:
                 set_system_attr(study, trial, WORKER_ATTR, worker_id())
         if failed:
             logger.warning("marked interrupted trials %s as FAIL (their workers died)", failed)
+        if closed == "exhausted" and not warned:
+            warned = True
+            logger.warning("the sampler proposed only designs already scored in its last %d "
+                           "samples: rung 0 ends with %d candidates", settings.n_trials,
+                           _done(study, stale))  # fmt: skip
         if trial is None:  # another worker's trial still decides a promote_after_all rung
             time.sleep(PROMOTION_POLL_S)
             continue
@@ -252,8 +266,16 @@ def _has_pruner(pruner: optuna.pruners.BasePruner | None) -> bool:
 
 
 def _done(study: optuna.Study, stale: float) -> int:
-    """Candidates that count towards ``n_trials`` (promotions do not)."""
+    """Candidates that count towards ``n_trials`` (promotions and copies do not)."""
     return counted_trials(study, stale, where=is_candidate)
+
+
+def _rung0_closed(study: optuna.Study, stale: float, n_trials: int) -> str | None:
+    """Why no new candidate is asked for: ``"done"`` (``n_trials`` counted), ``"exhausted"``
+    (the sampler's last ``n_trials`` samples were copies), or None (ask on)."""
+    if _done(study, stale) >= n_trials:
+        return "done"
+    return "exhausted" if sampler_exhausted(study.get_trials(deepcopy=False), n_trials) else None
 
 
 def _schedule_record(schedule: RungSchedule) -> dict[str, Any]:
