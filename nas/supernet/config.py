@@ -42,7 +42,7 @@ class SupernetSettings:
     epochs: int = 30
     sampling: str = "fair"
     bn_batches: int = 8
-    finetune_steps: int = 25
+    finetune_steps: int = 10
     checkpoint_every: int = 100
     ema: bool = False
     sandwich_random: int = 2
