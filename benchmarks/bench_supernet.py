@@ -20,7 +20,9 @@ machine; CPU seconds (``time.process_time``) much less, so both are printed.
 
 ``--panel study --study NAME --no-train --cache results/fidelity-cache.jsonl`` scores the panel
 ``python -m nas.fidelity --study NAME`` trained and ranks the supernet against each recipe that
-fidelity run recorded (its >= 10x reference among them).
+fidelity run recorded (its >= 10x reference among them). ``--imgsz 256 --all-images`` trains
+the supernet and scores its candidates on the reference's images and size instead of the
+search's (the supernet is trained once, so it can afford the longer recipe a trial cannot).
 
 Run:
     python benchmarks/bench_supernet.py --epochs 30 --candidates 200 --standalone 10
@@ -220,6 +222,11 @@ def main() -> None:
                         help="JSONL run records with reference scores of the panel designs")
     parser.add_argument("--reference", type=Path, default=None,
                         help="standalone results of an earlier --json report")
+    parser.add_argument("--imgsz", type=int, default=160,
+                        help="image side of the supernet, its candidates and the standalone "
+                        "designs (the search's 160; 256 is the fidelity reference's)")
+    parser.add_argument("--all-images", action="store_true",
+                        help="all synthetic images (400 / 100) instead of the search's 200 / 60")
     parser.add_argument("--bn-batches", type=int, default=8)
     parser.add_argument("--finetune-steps", type=int, default=0)
     parser.add_argument("--ema", action="store_true", help="inherit the supernet's EMA weights")
@@ -233,13 +240,15 @@ def main() -> None:
     args = parser.parse_args()
 
     brief = yaml.safe_load((ROOT / "conf/train/brief.yaml").read_text())
-    brief.update(imgsz=160, epochs=5, threads=args.threads, seed=args.seed,  # conf/search.yaml
+    brief.update(imgsz=args.imgsz, epochs=5, threads=args.threads, seed=args.seed,  # search.yaml
                  amp={"off": False, "auto": "auto", "on": True}[args.amp])
     train = TrainConfig.from_dict(brief)
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    data = prepare_data(DataConfig.from_dict({"train_subset": 200, "val_subset": 60}),
+    subsets = {"train_subset": None, "val_subset": None} if args.all_images else {
+        "train_subset": 200, "val_subset": 60}  # conf/search.yaml
+    data = prepare_data(DataConfig.from_dict(subsets),
                         imgsz=train.imgsz)  # fmt: skip
     print(f"data: {len(data.train)} train / {len(data.val)} val images at {train.imgsz} px, "
           f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
@@ -266,7 +275,9 @@ def main() -> None:
                                     sandwich_random=args.sandwich_random,
                                     inplace_distill=args.inplace_distill)  # fmt: skip
         evaluator = SupernetEvaluator(settings)
-        folder = Path(args.out) / f"{rule}-e{args.epochs}{'-ema' if args.ema else ''}"
+        recipe = (f"{'-ema' if args.ema else ''}{f'-{args.imgsz}px' if args.imgsz != 160 else ''}"
+                  f"{'-all' if args.all_images else ''}")  # fmt: skip
+        folder = Path(args.out) / f"{rule}-e{args.epochs}{recipe}"
         start, cpu = time.perf_counter(), time.process_time()
         evaluator.prepare(EvalContext(space, data, train, folder, None, data.num_classes))
         prep_s, prep_cpu = time.perf_counter() - start, time.process_time() - cpu
