@@ -80,15 +80,40 @@ def test_trial_records_attrs_and_artifact(tmp_path: Path) -> None:
     assert any((tmp_path / "artifacts").iterdir())
 
 
-def test_identical_candidate_is_not_trained_again(tmp_path: Path) -> None:
+def test_identical_candidate_is_not_trained_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy takes its twin's scores, counts and latency: no training, no latency run."""
+    from nas.search import objective
+
+    timed = []
+    torch_latency = objective.LATENCY_RUNTIMES["torch"]
+    monkeypatch.setitem(objective.LATENCY_RUNTIMES, "torch",
+                        lambda *a: timed.append(1) or torch_latency(*a))  # fmt: skip
     fit = FakeFit()
     ctx = make_ctx(tmp_path, fit)
     study = optuna.create_study(directions=Objectives().directions)
     first = run(study, ctx, {"backbone.block.P3": "CSPPC"})
     second = run(study, ctx, {"backbone.block.P3": "CSPPC"})
-    assert fit.calls == 1
+    assert fit.calls == 1 and len(timed) == 1
     assert second.user_attrs["duplicate_of"] == first.number
     assert second.values == first.values
+    for key in ("params", "gflops", "latency_ms", "map50_95", "arch_hash"):
+        assert second.user_attrs[key] == first.user_attrs[key], key
+    assert second.user_attrs["yaml_artifact"] != first.user_attrs["yaml_artifact"]  # its own
+
+
+def test_a_copy_is_held_to_the_studys_current_budgets(tmp_path: Path) -> None:
+    """A design scored before budgets were tightened (a resumed study with new limits) is not
+    copied back as feasible: the copy is PRUNED like a new candidate over budget."""
+    fit = FakeFit()
+    study = optuna.create_study(directions=Objectives().directions)
+    first = run(study, make_ctx(tmp_path, fit), {"backbone.block.P3": "CSPPC"})
+    tight = make_ctx(tmp_path, fit, budgets={"max_params": 1.0e5})
+    second = run(study, tight, {"backbone.block.P3": "CSPPC"})
+    assert first.state == TrialState.COMPLETE and second.state == TrialState.PRUNED
+    assert second.user_attrs["duplicate_of"] == first.number and fit.calls == 1
+    assert "over budget: params" in second.user_attrs["reject_reason"]
 
 
 def test_over_budget_is_rejected_before_training(tmp_path: Path) -> None:

@@ -272,6 +272,11 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
     trial.set_user_attr(A.CHOICES, choices)
     trial.set_user_attr(A.ARCH_YAML, text)
     trial.set_user_attr(A.ARCH_HASH, key)
+    _upload(trial, ctx, A.YAML_ARTIFACT, f"trial{trial.number}.yaml", "text/yaml",
+            lambda p: p.write_text(text, encoding="utf-8"))
+    twin = _finished_twin(trial, key, rung)
+    if twin is not None:  # scored before: its counts and scores, nothing built or timed again
+        return _copy_of(trial, ctx, twin)
 
     data, train = ctx.recipe(rung)
     torch.manual_seed(int(train.seed))  # the same initial weights per design and seed
@@ -289,25 +294,11 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> TrialOutcome:
     trial.set_user_attr(A.LATENCY_RUNTIME, lat.runtime)
     if iqr is not None:
         trial.set_user_attr(A.LATENCY_IQR_MS, iqr)
-    _upload(trial, ctx, A.YAML_ARTIFACT, f"trial{trial.number}.yaml", "text/yaml",
-            lambda p: p.write_text(text, encoding="utf-8"))
 
     reason = _check_budgets(trial, ctx, metrics)
     if reason:
         trial.set_user_attr(A.REJECT_REASON, reason)
         return TrialOutcome(TrialState.PRUNED, reason=reason)
-
-    twin = _finished_twin(trial, key, rung)
-    if twin is not None:
-        for name in A.SCORES:
-            if name in twin.user_attrs:
-                trial.set_user_attr(name, twin.user_attrs[name])
-        trial.set_user_attr(A.DUPLICATE_OF, twin.number)
-        if A.PROXY in twin.user_attrs:
-            metrics[ctx.objectives.maximize] = float(twin.user_attrs[A.PROXY])
-        else:
-            metrics.update({m: float(twin.user_attrs[m]) for m in A.MAXIMIZE})
-        return TrialOutcome(TrialState.COMPLETE, [metrics[n] for n in ctx.objectives.names])
 
     scores = _score_seeds(trial, ctx, evaluator, arch, model, choices, data, train, rung)
     if scores[0].proxy is not None:
@@ -403,6 +394,28 @@ def _check_budgets(trial: optuna.Trial, ctx: TrialContext, metrics: dict[str, fl
         if excess > 0:
             reasons.append(f"{metric} {metrics[metric]:.6g} > {budget_key} {budget:.6g}")
     return "over budget: " + ", ".join(reasons) if reasons else ""
+
+
+def _copy_of(trial: optuna.Trial, ctx: TrialContext,
+             twin: optuna.trial.FrozenTrial) -> TrialOutcome:  # fmt: skip
+    """The outcome of a design ``twin`` already scored at this rung: its counts, latency and
+    scores (``duplicate_of``), under this study's budgets (the same constraints)."""
+    a = twin.user_attrs
+    for name in (A.PARAMS, A.GFLOPS, A.LATENCY_MS, A.LATENCY_RUNTIME, A.LATENCY_IQR_MS,
+                 *A.SCORES):  # fmt: skip
+        if name in a:
+            trial.set_user_attr(name, a[name])
+    trial.set_user_attr(A.DUPLICATE_OF, twin.number)
+    metrics = {name: float(a[name]) for name in A.BUDGETED}
+    reason = _check_budgets(trial, ctx, metrics)
+    if reason:  # budgets tightened since the twin was scored
+        trial.set_user_attr(A.REJECT_REASON, reason)
+        return TrialOutcome(TrialState.PRUNED, reason=reason)
+    if A.PROXY in a:
+        metrics[ctx.objectives.maximize] = float(a[A.PROXY])
+    else:
+        metrics.update({m: float(a[m]) for m in A.MAXIMIZE})
+    return TrialOutcome(TrialState.COMPLETE, [metrics[n] for n in ctx.objectives.names])
 
 
 def _finished_twin(
