@@ -269,15 +269,15 @@ def main() -> None:
     rng = random.Random(args.seed + 1)
     pool = [c for _, c in panel] + [space.sample(_RandomTrial(rng))
                                     for _ in range(max(args.candidates - len(panel), 0))]
+    suffix = (f"{'-ema' if args.ema else ''}{f'-{args.imgsz}px' if args.imgsz != 160 else ''}"
+              f"{'-all' if args.all_images else ''}")  # supernet folders per recipe  # fmt: skip
     for rule in args.sampling:
         settings = SupernetSettings(epochs=args.epochs, sampling=rule, bn_batches=args.bn_batches,
                                     finetune_steps=args.finetune_steps, ema=args.ema,
                                     sandwich_random=args.sandwich_random,
                                     inplace_distill=args.inplace_distill)  # fmt: skip
         evaluator = SupernetEvaluator(settings)
-        recipe = (f"{'-ema' if args.ema else ''}{f'-{args.imgsz}px' if args.imgsz != 160 else ''}"
-                  f"{'-all' if args.all_images else ''}")  # fmt: skip
-        folder = Path(args.out) / f"{rule}-e{args.epochs}{recipe}"
+        folder = Path(args.out) / f"{rule}-e{args.epochs}{suffix}"
         start, cpu = time.perf_counter(), time.process_time()
         evaluator.prepare(EvalContext(space, data, train, folder, None, data.num_classes))
         prep_s, prep_cpu = time.perf_counter() - start, time.process_time() - cpu
