@@ -1,7 +1,9 @@
 """Weight sharing against standalone training: candidates scored per CPU-hour, and ranking.
 
-On the default search's data and trial budget (``conf/search.yaml``: synthetic data, 200 / 60
-images, 160 px, the brief recipe for 5 epochs), this script
+On the search's data and trial budget (``conf/search.yaml`` with the ``--common`` Hydra
+overrides; none: synthetic data, 200 / 60 images, 160 px, the brief recipe for 5 epochs;
+``--common experiment=bccd``: BCCD as ``python -m nas.search experiment=bccd`` trains it), this
+script
 
 1. trains ``--standalone`` designs (YOLOv8n, the space's seeds, then random candidates) from
    scratch as a search trial does, timing each (build + counts + latency + fit);
@@ -31,21 +33,23 @@ Run:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from scipy.stats import kendalltau
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.data import DataConfig, prepare_data  # noqa: E402
+from nas.data import prepare_data  # noqa: E402
+from nas.fidelity.recipes import compose_recipe  # noqa: E402
 from nas.model.arch import dump_arch  # noqa: E402
 from nas.model.counting import count_gflops, count_params, measure_latency  # noqa: E402
 from nas.model.detector import build_model  # noqa: E402
@@ -98,9 +102,11 @@ def optuna_designs(space: SearchSpace, draws: int, names: list[str], nc: int,
 
 
 def study_designs(study_name: str, results_dir: Path, n: int, space: SearchSpace, nc: int,
-                  storage_url: str | None = None) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
-    """The panel ``python -m nas.fidelity --study NAME`` measures (baseline, seeds, front, spread
-    over params), each design as the choices of the trial that trained it (its parameters)."""
+                  storage_url: str | None = None,
+                  spread_by: str = "params") -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
+    """The panel ``python -m nas.fidelity --study NAME --spread BY`` measures (baseline, seeds,
+    front, spread over params or the rung-0 score), each design as the choices of the trial
+    that trained it (its parameters)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -114,7 +120,7 @@ def study_designs(study_name: str, results_dir: Path, n: int, space: SearchSpace
                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                if t.user_attrs.get("arch_hash")}  # fmt: skip
     out = []
-    for design in panel_from_study(study, n):
+    for design in panel_from_study(study, n, spread_by):
         choices = by_hash[design.arch_hash]
         rebuilt = arch_hash(dump_arch(to_arch(space, choices, nc)))
         if rebuilt != design.arch_hash:
@@ -201,6 +207,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30, help="supernet epochs")
     parser.add_argument("--sampling", nargs="*", default=["fair"],
                         help="any of uniform, fair, sandwich")
+    parser.add_argument("--balance", choices=["options", "weights"], default="options",
+                        help="what the path draws make equal (evaluator.balance)")
     parser.add_argument("--sandwich-random", type=int, default=2,
                         help="sandwich: uniform paths per step besides the largest and smallest")
     parser.add_argument("--inplace-distill", type=float, default=1.0,
@@ -212,6 +220,8 @@ def main() -> None:
                              "baseline, seeds, --draws RandomSampler draws named sample<i>; "
                              "study: nas.fidelity's panel of --study (--standalone designs)")
     parser.add_argument("--study", default="liteyolo", help="with --panel study")
+    parser.add_argument("--spread", choices=["params", "score"], default="params",
+                        help="with --panel study: as nas.fidelity's --spread")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "results")
     parser.add_argument("--storage", default=None,
                         help="--study's storage URL (default: its journal)")
@@ -222,34 +232,40 @@ def main() -> None:
                         help="JSONL run records with reference scores of the panel designs")
     parser.add_argument("--reference", type=Path, default=None,
                         help="standalone results of an earlier --json report")
-    parser.add_argument("--imgsz", type=int, default=160,
+    parser.add_argument("--common", default="",
+                        help="Hydra overrides of conf/search.yaml for every training here "
+                        "(e.g. 'experiment=bccd'; as nas.fidelity's --common)")
+    parser.add_argument("--imgsz", type=int, default=None,
                         help="image side of the supernet, its candidates and the standalone "
-                        "designs (the search's 160; 256 is the fidelity reference's)")
+                        "designs (default the recipe's: 160 on the synthetic default; 256 is "
+                        "the fidelity reference's)")
     parser.add_argument("--all-images", action="store_true",
-                        help="all synthetic images (400 / 100) instead of the search's 200 / 60")
+                        help="all images (synthetic: 400 / 100) instead of the search's subsets")
     parser.add_argument("--bn-batches", type=int, default=8)
     parser.add_argument("--finetune-steps", type=int, default=0)
     parser.add_argument("--ema", action="store_true", help="inherit the supernet's EMA weights")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--amp", choices=["off", "auto", "on"], default="off",
+    parser.add_argument("--amp", choices=["off", "auto", "on"], default=None,
                         help="train.amp of the supernet, the candidates' fine-tuning and the "
-                             "standalone designs (auto: bfloat16 on a CPU with it)")  # fmt: skip
+                             "standalone designs (auto: bfloat16 on a CPU with it; default: "
+                             "the recipe's)")  # fmt: skip
     parser.add_argument("--out", default="results/bench_supernet", help="supernet folders")
     parser.add_argument("--json", type=Path, default=None, help="write all figures here")
     args = parser.parse_args()
 
-    brief = yaml.safe_load((ROOT / "conf/train/brief.yaml").read_text())
-    brief.update(imgsz=args.imgsz, epochs=5, threads=args.threads, seed=args.seed,  # search.yaml
-                 amp={"off": False, "auto": "auto", "on": True}[args.amp])
-    train = TrainConfig.from_dict(brief)
+    overrides = shlex.split(args.common)
+    overrides += [f"train.imgsz={args.imgsz}"] if args.imgsz else []
+    overrides += ["data.train_subset=null", "data.val_subset=null"] if args.all_images else []
+    recipe = compose_recipe("trial", overrides)  # the search's trial recipe, as nas.fidelity's
+    train = dataclasses.replace(recipe.train, threads=args.threads, seed=args.seed)
+    if args.amp is not None:
+        amp = {"off": False, "auto": "auto", "on": True}[args.amp]
+        train = dataclasses.replace(train, amp=amp)
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    subsets = {"train_subset": None, "val_subset": None} if args.all_images else {
-        "train_subset": 200, "val_subset": 60}  # conf/search.yaml
-    data = prepare_data(DataConfig.from_dict(subsets),
-                        imgsz=train.imgsz)  # fmt: skip
+    data = prepare_data(recipe.data, imgsz=train.imgsz)
     print(f"data: {len(data.train)} train / {len(data.val)} val images at {train.imgsz} px, "
           f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
     space = load_space(ROOT / "search_spaces/default.yaml")
@@ -258,7 +274,7 @@ def main() -> None:
         "own": lambda: designs(space, args.standalone, args.seed),
         "optuna": lambda: optuna_designs(space, args.draws, args.designs, nc, args.seed),
         "study": lambda: study_designs(args.study, args.results_dir, args.standalone, space, nc,
-                                        args.storage),
+                                        args.storage, args.spread),
     }
     panel = panels[args.panel]()
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
@@ -269,10 +285,12 @@ def main() -> None:
     rng = random.Random(args.seed + 1)
     pool = [c for _, c in panel] + [space.sample(_RandomTrial(rng))
                                     for _ in range(max(args.candidates - len(panel), 0))]
-    suffix = (f"{'-ema' if args.ema else ''}{f'-{args.imgsz}px' if args.imgsz != 160 else ''}"
-              f"{'-all' if args.all_images else ''}")  # supernet folders per recipe  # fmt: skip
+    # one supernet folder per recipe (the trial recipe's own: no suffix)
+    suffix = (f"{'-ema' if args.ema else ''}{'-bw' if args.balance == 'weights' else ''}"
+              f"{f'-{recipe.key}' if overrides else ''}")  # fmt: skip
     for rule in args.sampling:
-        settings = SupernetSettings(epochs=args.epochs, sampling=rule, bn_batches=args.bn_batches,
+        settings = SupernetSettings(epochs=args.epochs, sampling=rule, balance=args.balance,
+                                    bn_batches=args.bn_batches,
                                     finetune_steps=args.finetune_steps, ema=args.ema,
                                     sandwich_random=args.sandwich_random,
                                     inplace_distill=args.inplace_distill)  # fmt: skip

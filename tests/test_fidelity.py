@@ -280,3 +280,27 @@ def test_study_panel_of_a_screened_search(tmp_path: Path) -> None:
     four = panel_from_study(study, 4)
     assert len(four) == 4 and [d.search_score for d in four[2:]] == [None, None]
     assert sorted(d.rung0_score for d in four[2:]) == [32.0, 33.0]
+
+
+def test_study_panel_spread_over_params_or_the_rung0_score() -> None:
+    """After the front, ``spread_by="params"`` keeps the size extremes, ``"score"`` the designs
+    the search's cheapest score rated worst and best; anything else is refused by name."""
+    import optuna
+
+    from nas.fidelity.panel import PanelError, panel_from_study
+    from nas.model.arch import dump_arch, load_arch
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    text = dump_arch(load_arch("yolov8n.yaml", nc=4))
+    # design 0 dominates (best score, fewest params): the front is it alone
+    for i, score in enumerate([0.9, 0.5, 0.1, 0.3, 0.8, 0.2]):
+        attrs = {"arch_yaml": text, "arch_hash": f"h{i}", "params": 1_000_000 + 100_000 * i,
+                 "gflops": 4.0, "rung": 0, "map50_95": score}
+        study.add_trial(optuna.trial.create_trial(values=[score, 1e6 + i], user_attrs=attrs))
+    by_params = panel_from_study(study, 3)
+    by_score = panel_from_study(study, 3, "score")
+    assert [d.arch_hash for d in by_params] == ["h0", "h1", "h5"]
+    assert [d.arch_hash for d in by_score] == ["h0", "h2", "h4"]
+    assert [d.role for d in by_score] == ["front", "other", "other"]
+    with pytest.raises(PanelError, match=r"spread_by='size'; valid: \['params', 'score'\]"):
+        panel_from_study(study, 3, "size")

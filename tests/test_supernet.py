@@ -150,6 +150,34 @@ def test_fair_sampling_trains_every_option_equally() -> None:
     assert paths != [PathSampler(space, "uniform", seed=3).path(s) for s in range(8)]
 
 
+def test_weight_balance_draws_pan_as_often_as_its_block_options() -> None:
+    """``balance: weights``: the neck decision draws PAN 4 times per AFPN (PAN opens the neck's
+    block slots, 4 options each), so each PAN block option trains as often as AFPN's neck;
+    the other decisions open nothing and keep equal draws, identical to ``balance: options``."""
+    from nas.supernet.sampling import option_weights
+
+    space = load_space(REPO / "search_spaces" / "default.yaml")
+    weights = option_weights(space)
+    assert list(space.decisions["neck"].names) == ["PAN", "AFPN"] and weights["neck"] == [4, 1]
+    assert {k: w for k, w in weights.items() if k != "neck"} == {
+        k: [1] * len(space.decisions[k].options) for k in weights if k != "neck"}
+    for rule in ("fair", "uniform"):
+        balanced = PathSampler(space, rule, seed=3, balance="weights")
+        paths = [balanced.path(s) for s in range(400)]
+        pan = sum(p["neck"] == "PAN" for p in paths)
+        if rule == "fair":  # 80 rounds of 5 draws: exactly 4 PAN each
+            assert pan == 320
+            per_option = [sum(p.get("neck.block.out_P4") == name for p in paths)
+                          for name in space.decisions["neck.block.out_P4"].names]  # fmt: skip
+            assert sum(per_option) == 320 and min(per_option) >= 64  # each near AFPN's 80
+        else:
+            assert 280 <= pan <= 360
+        plain = PathSampler(space, rule, seed=3)
+        assert [p["width"] for p in paths] == [plain.path(s)["width"] for s in range(400)]
+    with pytest.raises(ValueError, match="balance: 'params'; valid: \\['options', 'weights'\\]"):
+        PathSampler(space, "fair", balance="params")
+
+
 def test_recalibrated_bn_statistics_are_the_batch_average(tiny_space: SearchSpace,
                                                           tiny_data: PreparedData) -> None:
     model = build_model(to_arch(tiny_space, tiny_space.baseline_choices(), 3))
@@ -310,6 +338,8 @@ def test_settings_reject_unknown_keys_naming_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"sampling='bignas'; valid: \['fair', 'sandwich', "
                                          r"'uniform'\]"):
         SupernetSettings(sampling="bignas")
+    with pytest.raises(ValueError, match=r"balance='paths'; valid: \['options', 'weights'\]"):
+        SupernetSettings(balance="paths")
     with pytest.raises(ValueError, match="inplace_distill=-1"):
         SupernetSettings(sampling="sandwich", inplace_distill=-1)
     with pytest.raises(ValueError, match="bn_batches=-1"):

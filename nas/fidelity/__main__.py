@@ -3,6 +3,7 @@
 Examples::
 
     python -m nas.fidelity --study liteyolo --json
+    python -m nas.fidelity --study liteyolo --spread score --designs 14 --only reference
     python -m nas.fidelity --space search_spaces/default.yaml --sample 6 --out results/fid
     python -m nas.fidelity --models yolov8n.yaml yolov8n-ghostnet.yaml yolov8n-csppc.yaml \
         --reference "train=full data.train_subset=null train.epochs=30" \
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import UserError
+from nas.fidelity.panel import SPREAD_BY
 from nas.fidelity.recipes import DEFAULT_REFERENCE, compose_recipe, parse_recipe_arg
 
 __all__ = ["build_parser", "main"]
@@ -43,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, default=6, help="--space: sampled designs (default 6)")
     p.add_argument("--panel-seed", type=int, default=0, help="seed of the sampled designs")
     p.add_argument("--designs", type=int, default=10, help="--study: panel size (default 10)")
+    p.add_argument("--spread", choices=sorted(SPREAD_BY), default="params",
+                   help="--study: after the baseline, seeds and front, designs spread over the "
+                   "study's params (default) or its rung-0 score (report in fidelity-by-score/)")
     p.add_argument("--trial", default="", help="overrides of the trial recipe (default none)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="training seeds of the trial recipe (default 0 1 2)")

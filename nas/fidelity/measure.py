@@ -106,10 +106,11 @@ def load_panel(args: Any, spec: Measurement) -> tuple[list[Design], Path, str]:
             raise MeasureError(f"--study {args.study}: no such study in {args.storage or journal}"
                                ) from e  # fmt: skip
         try:
-            panel = panel_from_study(study, args.designs)
+            panel = panel_from_study(study, args.designs, args.spread)
         except PanelError as e:
             raise MeasureError(str(e)) from e
-        out, label = results / args.study / "fidelity", args.study
+        suffix = "" if args.spread == "params" else f"-by-{args.spread}"  # one report per panel
+        out, label = results / args.study / f"fidelity{suffix}", args.study
     elif args.models:
         panel = panel_from_models(args.models, _num_classes(spec.trial))
         out, label = results / "fidelity", "models"

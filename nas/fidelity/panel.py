@@ -4,7 +4,9 @@ Three sources, each giving ``Design`` records (model YAML text, its ``arch_hash`
 computes it, params, GFLOPs and, from a study, the search's own score):
 
 - ``panel_from_study``: the baseline, the seed designs, the Pareto front (mAP50-95 against
-  params) and further designs spread evenly over the study's params range;
+  params) and further designs spread evenly over the study's params range, or over its rung-0
+  score (``spread_by="score"``: from the designs the search rated worst to those it rated best,
+  the range its cheapest score has to rank);
 - ``panel_from_models``: model YAML files (or names under ``models/``);
 - ``panel_from_space``: the baseline, the space's seeds and ``k`` designs sampled with a seeded
   Optuna ``RandomSampler``, of which a spread over params is kept.
@@ -23,8 +25,8 @@ import numpy as np
 from nas.errors import UserError
 from nas.search import attrs as A
 
-__all__ = ["Design", "PanelError", "design_from_yaml", "panel_from_models", "panel_from_space",
-           "panel_from_study", "spread"]  # fmt: skip
+__all__ = ["SPREAD_BY", "Design", "PanelError", "design_from_yaml", "panel_from_models",
+           "panel_from_space", "panel_from_study", "spread"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -173,20 +175,40 @@ def _rung0_score(attrs: dict[str, Any]) -> float | None:
     return score if score is not None else attrs.get(A.PROXY)
 
 
-def panel_from_study(study: Any, n: int) -> list[Design]:
-    """Baseline, seeds, the front, then designs spread over params, ``n`` at least if possible.
+def _by_params(d: Design) -> float:
+    return float(d.params)
+
+
+def _by_score(d: Design) -> float:
+    """The design's rung-0 score (every candidate has one), else its search score."""
+    score = d.rung0_score if d.rung0_score is not None else d.search_score
+    return float("nan") if score is None else float(score)
+
+
+# what a study panel's further designs are spread over (``panel_from_study``'s ``spread_by``)
+SPREAD_BY = {"params": _by_params, "score": _by_score}
+
+
+def panel_from_study(study: Any, n: int, spread_by: str = "params") -> list[Design]:
+    """Baseline, seeds, the front, then designs spread over ``spread_by``, ``n`` if possible.
 
     Designs the search trained come first; a study with a zero-cost screening rung fills the
     panel with designs only screened (no mAP: scored by ``search@rung0`` alone) when it has
-    fewer than ``n`` trained ones.
+    fewer than ``n`` trained ones. ``spread_by``: ``params`` (the study's size range) or
+    ``score`` (its rung-0 score's range: the designs the search rejected as well as those it
+    kept, which is what a screening score has to tell apart).
 
     Raises:
-        PanelError: the study has no COMPLETE trial with ``arch_yaml`` and a score.
+        PanelError: the study has no COMPLETE trial with ``arch_yaml`` and a score; an unknown
+            ``spread_by``.
     """
     from optuna.trial import TrialState
 
     from nas.search.results import pareto_mask
 
+    if spread_by not in SPREAD_BY:
+        raise PanelError(f"spread_by={spread_by!r}; valid: {sorted(SPREAD_BY)}")
+    key = SPREAD_BY[spread_by]
     rows = []
     rung0: dict[str, float] = {}  # the rung-0 score of each design (its first trial there)
     for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
@@ -208,7 +230,8 @@ def panel_from_study(study: Any, n: int) -> list[Design]:
     def make(r: tuple) -> Design:
         a = r[3]
         if a.get(A.PARAMS) is None or a.get(A.GFLOPS) is None or not a.get(A.ARCH_HASH):
-            return design_from_yaml(r[1], a[A.ARCH_YAML], role=r[2], search_score=r[4])
+            return replace(design_from_yaml(r[1], a[A.ARCH_YAML], role=r[2], search_score=r[4]),
+                           rung0_score=rung0.get(str(a.get(A.ARCH_HASH))))
         return Design(r[1], a[A.ARCH_YAML], str(a[A.ARCH_HASH]), int(a[A.PARAMS]),
                       float(a[A.GFLOPS]), r[4], r[2], rung0.get(str(a[A.ARCH_HASH])))  # fmt: skip
 
@@ -221,8 +244,8 @@ def panel_from_study(study: Any, n: int) -> list[Design]:
                if f and d.role == "other"]  # fmt: skip
     for pool in (trained, designs):  # the trained designs first, then the screened ones
         hashes = {d.arch_hash for d in chosen}
-        rest = [d for d in pool if d.arch_hash not in hashes]
-        chosen += [rest[i] for i in spread([float(d.params) for d in rest], n - len(chosen))]
+        rest = [d for d in pool if d.arch_hash not in hashes and key(d) == key(d)]  # not NaN
+        chosen += [rest[i] for i in spread([key(d) for d in rest], n - len(chosen))]
     panel = _dedupe(chosen)
     if len(panel) < n:
         logger.warning("study %r has only %d distinct designs (asked for %d)",

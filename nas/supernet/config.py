@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nas.supernet.sampling import sampling_names
+from nas.supernet.sampling import BALANCES, sampling_names
 
 __all__ = ["SupernetSettings"]
 
@@ -22,6 +22,10 @@ class SupernetSettings:
         sampling: Path sampling rule: ``uniform`` (SPOS), ``fair`` (FairNAS) or ``sandwich``
             (BigNAS: the largest, the smallest and ``sandwich_random`` uniform paths per step,
             the largest distilled into the others in place).
+        balance: What the path draws make equal: ``weights`` (an option that opens other
+            decisions, the PAN neck, drawn as often as the most options among them:
+            ``sampling.option_weights``; ranked better on all three panels measured, README) or
+            ``options`` (each option of a decision drawn equally often, plain FairNAS / SPOS).
         sandwich_random: ``sandwich``'s uniform paths per step.
         inplace_distill: ``sandwich``'s weight of the distillation loss of each path from the
             largest path's outputs (``nas.train.distill``; 0: none).
@@ -41,6 +45,7 @@ class SupernetSettings:
 
     epochs: int = 30
     sampling: str = "fair"
+    balance: str = "weights"
     bn_batches: int = 8
     finetune_steps: int = 10
     checkpoint_every: int = 100
@@ -53,6 +58,9 @@ class SupernetSettings:
         if self.sampling not in sampling_names():
             raise ValueError(f"evaluator=supernet: sampling={self.sampling!r}; "
                              f"valid: {sampling_names()}")  # fmt: skip
+        if self.balance not in BALANCES:
+            raise ValueError(f"evaluator=supernet: balance={self.balance!r}; valid: "
+                             f"{list(BALANCES)}")
         if isinstance(self.inplace_distill, bool) or not isinstance(
                 self.inplace_distill, int | float) or self.inplace_distill < 0:  # fmt: skip
             raise ValueError(f"evaluator=supernet: inplace_distill={self.inplace_distill!r} "

@@ -85,7 +85,7 @@ class SupernetEvaluator:
         with file_lock(folder / "train.lock"):  # one process trains, the others load
             sizes = option_sizes(ctx.space, ctx.nc) if s.sampling == SANDWICH else None
             sampler = PathSampler(ctx.space, s.sampling, cfg.seed, sizes=sizes,
-                                  n_random=s.sandwich_random)  # fmt: skip
+                                  n_random=s.sandwich_random, balance=s.balance)  # fmt: skip
             run = train_supernet(
                 supernet, ctx.data, cfg, sampler,
                 checkpoint=folder / "ckpt.pt", checkpoint_every=s.checkpoint_every,
@@ -95,7 +95,8 @@ class SupernetEvaluator:
             write_history(run, plan, folder / "loss.csv")
             write_plot(run, folder / "loss.png")
         total = cfg.epochs * math.ceil(len(ctx.data.train) / cfg.batch_size)
-        record = summary(run, plan, sampling=s.sampling, params=params, steps_total=total)
+        record = summary(run, plan, sampling=s.sampling, params=params, steps_total=total,
+                         balance=s.balance)  # fmt: skip
         if ctx.study is not None:
             ctx.study.set_user_attr(STUDY_ATTR, record)
         logger.info("supernet: %d steps in %.1f s, final loss %s", run.steps, run.seconds,
@@ -154,6 +155,7 @@ def _fingerprint(ctx: EvalContext, cfg: TrainConfig, s: SupernetSettings) -> dic
         "imgsz": int(ctx.data.train.imgsz),
         "recipe": repr(recipe),
         "sampling": s.sampling,
+        **({"balance": s.balance} if s.balance != "options" else {}),  # old checkpoints resume
         **({"sandwich_random": s.sandwich_random, "inplace_distill": s.inplace_distill}
            if s.sampling == SANDWICH else {}),
     }

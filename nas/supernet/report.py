@@ -17,7 +17,7 @@ STUDY_ATTR = "supernet"  # the study user attribute holding ``summary``
 
 
 def summary(run: SupernetRun, plan: SupernetPlan, *, sampling: str, params: int,
-            steps_total: int) -> dict[str, Any]:  # fmt: skip
+            steps_total: int, balance: str = "options") -> dict[str, Any]:  # fmt: skip
     """The JSON-serialisable record of one supernet training (the study attribute)."""
     losses = run.epoch_losses()
     return {
@@ -28,6 +28,7 @@ def summary(run: SupernetRun, plan: SupernetPlan, *, sampling: str, params: int,
         "train_cpu_seconds": round(run.cpu_seconds, 2),
         "resumed_from": run.resumed_from,
         "sampling": sampling,
+        "balance": balance,
         "params": params,
         "branches": [b.label for b in plan.branches],
         "decisions": list(plan.row_decisions),

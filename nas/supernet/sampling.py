@@ -1,12 +1,18 @@
 """Path sampling: which candidate the supernet trains at each step (a registry of rules).
 
-A rule maps ``(seed, decision key, step, number of options)`` to an option index and is a pure
+A rule maps ``(seed, decision key, step, option weights)`` to an option index and is a pure
 function of the step, so a resumed training draws exactly the paths an uninterrupted one does.
+Each option is drawn in proportion to its weight: all 1 (``balance: options``), or, with
+``balance: weights``, ``option_weights``: an option under which other decisions open (the PAN
+neck, whose block slots have 4 options each, against AFPN's one fixed neck) is drawn as many
+times as the most options among them, so each of the weights it gates trains about as often
+as a neck the other option brings (without it AFPN's neck trains at every AFPN step, each PAN
+block option at a quarter of the PAN steps, and the supernet favours AFPN designs).
 
-- ``uniform``: single-path one-shot (SPOS): every decision independently uniform at each step.
+- ``uniform``: single-path one-shot (SPOS): every decision independently drawn at each step.
 - ``fair``: strict fairness in counts (FairNAS): each decision walks through a fresh random
-  permutation of its options, one option per step, so after ``k * n`` steps each of its ``n``
-  options was trained exactly ``k`` times.
+  permutation of its options (each repeated its weight times), one option per step, so after
+  ``k * n`` steps each of its ``n`` options was trained exactly ``k`` times (equal weights).
 - ``sandwich`` (BigNAS): several paths per step, their gradients accumulated into one update:
   the largest path (every decision at its option with the most parameters), the smallest, and
   ``n_random`` uniform ones; the training distils the largest path's outputs into the others
@@ -24,16 +30,16 @@ Example:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nas.search.space import SearchSpace
 
-__all__ = ["SAMPLING_RULES", "SANDWICH", "PathSampler", "fair_index", "option_sizes",
-           "register_rule", "sampling_names", "uniform_index"]
+__all__ = ["BALANCES", "SAMPLING_RULES", "SANDWICH", "PathSampler", "fair_index",
+           "option_sizes", "option_weights", "register_rule", "sampling_names", "uniform_index"]
 
-Rule = Callable[[int, str, int, int], int]
+Rule = Callable[[int, str, int, Sequence[int]], int]
 SAMPLING_RULES: dict[str, Rule] = {}
 
 
@@ -47,17 +53,24 @@ def register_rule(name: str) -> Callable[[Rule], Rule]:
     return wrap
 
 
+def _slots(weights: Sequence[int]) -> list[int]:
+    """Each option index repeated its weight times: ``[1, 2] -> [0, 1, 1]``."""
+    return [i for i, w in enumerate(weights) for _ in range(int(w))]
+
+
 @register_rule("uniform")
-def uniform_index(seed: int, key: str, step: int, n: int) -> int:
-    """An option drawn uniformly at each step."""
-    return random.Random(f"{seed}:{key}:{step}").randrange(n)
+def uniform_index(seed: int, key: str, step: int, weights: Sequence[int]) -> int:
+    """An option drawn at each step, in proportion to its weight."""
+    slots = _slots(weights)
+    return slots[random.Random(f"{seed}:{key}:{step}").randrange(len(slots))]
 
 
 @register_rule("fair")
-def fair_index(seed: int, key: str, step: int, n: int) -> int:
-    """Option ``step % n`` of the random permutation of round ``step // n``."""
-    rnd, pos = divmod(step, n)
-    order = list(range(n))
+def fair_index(seed: int, key: str, step: int, weights: Sequence[int]) -> int:
+    """Slot ``step % m`` of round ``step // m``'s random permutation of the ``m`` weighted
+    slots (each option its weight times)."""
+    order = _slots(weights)
+    rnd, pos = divmod(step, len(order))
     random.Random(f"{seed}:{key}:round{rnd}").shuffle(order)
     return order[pos]
 
@@ -68,6 +81,30 @@ SANDWICH = "sandwich"  # several paths per step (not a per-decision rule)
 def sampling_names() -> list[str]:
     """Every valid ``sampling`` setting."""
     return sorted([*SAMPLING_RULES, SANDWICH])
+
+
+BALANCES = ("options", "weights")  # what the draws make equal (``PathSampler``'s ``balance``)
+
+
+def option_weights(space: SearchSpace) -> dict[str, list[int]]:
+    """Per decision with several options, how often each option is drawn under ``balance:
+    weights``: the most options among the decisions that only it opens (1 if none).
+
+    Example:
+        >>> from nas.search.space import load_space
+        >>> from nas.resources import path
+        >>> option_weights(load_space(path("search_spaces") / "default.yaml"))["neck"]
+        [4, 1]
+    """
+    multi = {k: len(d.options) for k, d in space.decisions.items() if len(d.options) > 1}
+    out: dict[str, list[int]] = {}
+    for key in multi:
+        names = space.decisions[key].names
+        opened = [{k for k in multi if k != key and space.is_active(k, {key: name})}
+                  for name in names]  # fmt: skip
+        always = set.intersection(*opened)
+        out[key] = [max((multi[k] for k in keys - always), default=1) for keys in opened]
+    return out
 
 
 def option_sizes(space: SearchSpace, nc: int) -> dict[str, list[int]]:
@@ -99,18 +136,24 @@ class PathSampler:
         seed: Seed of the draws.
         sizes: ``option_sizes(space, nc)``; ``sandwich`` needs it.
         n_random: ``sandwich``'s uniform paths per step, besides the largest and the smallest.
+        balance: ``options`` (every option of a decision drawn equally often) or ``weights``
+            (``option_weights``: an option drawn as often as the options it opens below it).
     """
 
     def __init__(self, space: SearchSpace, rule: str, seed: int = 0, *,
                  sizes: dict[str, list[int]] | None = None,
-                 n_random: int = 2) -> None:  # fmt: skip
+                 n_random: int = 2, balance: str = "options") -> None:  # fmt: skip
         if rule not in sampling_names():
             raise ValueError(f"sampling: {rule!r}; valid: {sampling_names()}")
+        if balance not in BALANCES:
+            raise ValueError(f"balance: {balance!r}; valid: {list(BALANCES)}")
         if rule == SANDWICH and sizes is None:
             raise ValueError("sampling: sandwich needs the options' sizes (option_sizes)")
         self.space, self.rule, self.seed = space, rule, seed
         self._draw = SAMPLING_RULES.get(rule, uniform_index)
         self._keys = [k for k, d in space.decisions.items() if len(d.options) > 1]
+        self._weights = option_weights(space) if balance == "weights" else {
+            k: [1] * len(space.decisions[k].options) for k in self._keys}  # fmt: skip
         self._extremes: list[dict[str, Any]] = []
         if rule == SANDWICH:
             assert sizes is not None
@@ -128,7 +171,7 @@ class PathSampler:
         for key in self._keys:
             names = self.space.decisions[key].names
             tag = key if draw == 0 else f"{key}#{draw}"
-            partial[key] = names[self._draw(self.seed, tag, step, len(names))]
+            partial[key] = names[self._draw(self.seed, tag, step, self._weights[key])]
         return self.space.complete(partial)
 
     def paths(self, step: int) -> list[dict[str, Any]]:
