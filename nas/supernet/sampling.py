@@ -3,11 +3,11 @@
 A rule maps ``(seed, decision key, step, option weights)`` to an option index and is a pure
 function of the step, so a resumed training draws exactly the paths an uninterrupted one does.
 Each option is drawn in proportion to its weight: all 1 (``balance: options``), or, with
-``balance: weights``, ``option_weights``: an option under which other decisions open (the PAN
-neck, whose block slots have 4 options each, against AFPN's one fixed neck) is drawn as many
-times as the most options among them, so each of the weights it gates trains about as often
-as a neck the other option brings (without it AFPN's neck trains at every AFPN step, each PAN
-block option at a quarter of the PAN steps, and the supernet favours AFPN designs).
+``balance: weights``, ``option_weights``: an option that opens other decisions is drawn as many
+times as the most options among them. PAN opens the neck's block slots (4 options each), AFPN
+brings one fixed neck: PAN is drawn 4 times per AFPN, so each PAN block option trains about as
+often as AFPN's neck (with equal draws AFPN's neck trains at every AFPN step, each PAN block
+option at a quarter of the PAN steps, and the supernet favours AFPN designs).
 
 - ``uniform``: single-path one-shot (SPOS): every decision independently drawn at each step.
 - ``fair``: strict fairness in counts (FairNAS): each decision walks through a fresh random
