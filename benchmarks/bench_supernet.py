@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nas.data import prepare_data  # noqa: E402
+from nas.fidelity.panel import SPREAD_BY  # noqa: E402
 from nas.fidelity.recipes import compose_recipe  # noqa: E402
 from nas.model.arch import dump_arch  # noqa: E402
 from nas.model.counting import count_gflops, count_params, measure_latency  # noqa: E402
@@ -57,6 +58,7 @@ from nas.search.evaluators import EvalContext  # noqa: E402
 from nas.search.space import SearchSpace, load_space  # noqa: E402
 from nas.search.wiring import to_arch  # noqa: E402
 from nas.supernet import SupernetEvaluator, SupernetSettings  # noqa: E402
+from nas.supernet.sampling import BALANCES  # noqa: E402
 from nas.train import TrainConfig, fit  # noqa: E402
 
 
@@ -207,8 +209,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30, help="supernet epochs")
     parser.add_argument("--sampling", nargs="*", default=["fair"],
                         help="any of uniform, fair, sandwich")
-    parser.add_argument("--balance", choices=["options", "weights"], default="options",
-                        help="what the path draws make equal (evaluator.balance)")
+    parser.add_argument("--balance", choices=BALANCES, default=SupernetSettings.balance,
+                        help="what the path draws make equal (evaluator.balance; default "
+                        "%(default)s)")
     parser.add_argument("--sandwich-random", type=int, default=2,
                         help="sandwich: uniform paths per step besides the largest and smallest")
     parser.add_argument("--inplace-distill", type=float, default=1.0,
@@ -220,7 +223,7 @@ def main() -> None:
                              "baseline, seeds, --draws RandomSampler draws named sample<i>; "
                              "study: nas.fidelity's panel of --study (--standalone designs)")
     parser.add_argument("--study", default="liteyolo", help="with --panel study")
-    parser.add_argument("--spread", choices=["params", "score"], default="params",
+    parser.add_argument("--spread", choices=sorted(SPREAD_BY), default="params",
                         help="with --panel study: as nas.fidelity's --spread")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "results")
     parser.add_argument("--storage", default=None,
@@ -286,8 +289,7 @@ def main() -> None:
     pool = [c for _, c in panel] + [space.sample(_RandomTrial(rng))
                                     for _ in range(max(args.candidates - len(panel), 0))]
     # one supernet folder per recipe (the trial recipe's own: no suffix)
-    suffix = (f"{'-ema' if args.ema else ''}{'-bw' if args.balance == 'weights' else ''}"
-              f"{f'-{recipe.key}' if overrides else ''}")  # fmt: skip
+    suffix = f"{'-ema' if args.ema else ''}{f'-{recipe.key}' if overrides else ''}"
     for rule in args.sampling:
         settings = SupernetSettings(epochs=args.epochs, sampling=rule, balance=args.balance,
                                     bn_batches=args.bn_batches,
@@ -295,7 +297,7 @@ def main() -> None:
                                     sandwich_random=args.sandwich_random,
                                     inplace_distill=args.inplace_distill)  # fmt: skip
         evaluator = SupernetEvaluator(settings)
-        folder = Path(args.out) / f"{rule}-e{args.epochs}{suffix}"
+        folder = Path(args.out) / f"{rule}-{args.balance}-e{args.epochs}{suffix}"
         start, cpu = time.perf_counter(), time.process_time()
         evaluator.prepare(EvalContext(space, data, train, folder, None, data.num_classes))
         prep_s, prep_cpu = time.perf_counter() - start, time.process_time() - cpu
