@@ -304,3 +304,16 @@ def test_study_panel_spread_over_params_or_the_rung0_score() -> None:
     assert [d.role for d in by_score] == ["front", "other", "other"]
     with pytest.raises(PanelError, match=r"spread_by='size'; valid: \['params', 'score'\]"):
         panel_from_study(study, 3, "size")
+
+
+def test_score_spread_panel_reports_apart(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--spread score`` writes its own report (``fidelity-by-score/``) next to the params
+    panel's, so the two panels of one study do not overwrite each other."""
+    results = tmp_path / "results"
+    _fake_study(results, "s", promote=True)
+    main(["--study", "s", "--results-dir", str(results), "--common", _common(tmp_path),
+          "--seeds", "0", "--spread", "score", "--json", *FAST], train_fn=fake_train)  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_designs"] == 4 and "search@rung0" in summary["proxies"]
+    assert (results / "s" / "fidelity-by-score" / "fidelity.csv").is_file()
+    assert not (results / "s" / "fidelity").exists()
