@@ -15,6 +15,7 @@ computes it, params, GFLOPs and, from a study, the search's own score):
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -244,7 +245,7 @@ def panel_from_study(study: Any, n: int, spread_by: str = "params") -> list[Desi
                if f and d.role == "other"]  # fmt: skip
     for pool in (trained, designs):  # the trained designs first, then the screened ones
         hashes = {d.arch_hash for d in chosen}
-        rest = [d for d in pool if d.arch_hash not in hashes and key(d) == key(d)]  # not NaN
+        rest = [d for d in pool if d.arch_hash not in hashes and not math.isnan(key(d))]
         chosen += [rest[i] for i in spread([key(d) for d in rest], n - len(chosen))]
     panel = _dedupe(chosen)
     if len(panel) < n:
