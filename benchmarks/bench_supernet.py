@@ -27,7 +27,7 @@ the supernet and scores its candidates on the reference's images and size instea
 search's (the supernet is trained once, so it can afford the longer recipe a trial cannot).
 
 Run:
-    python benchmarks/bench_supernet.py --epochs 30 --candidates 200 --standalone 10
+    python benchmarks/bench_supernet.py --candidates 200 --standalone 10
 """
 
 from __future__ import annotations
@@ -206,7 +206,8 @@ def score_pool(evaluator: SupernetEvaluator, pool: list[dict[str, Any]], space: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=30, help="supernet epochs")
+    parser.add_argument("--epochs", type=int, default=SupernetSettings.epochs,
+                        help="supernet epochs (default: the evaluator's, %(default)s)")
     parser.add_argument("--sampling", nargs="*", default=["fair"],
                         help="any of uniform, fair, sandwich")
     parser.add_argument("--balance", choices=BALANCES, default=SupernetSettings.balance,

@@ -170,16 +170,14 @@ def test_promote_at_most_counts_early_promotions_that_fell_out_of_the_top() -> N
 
 
 def test_promote_after_all_waits_for_the_rung_to_close() -> None:
-    """A capped ``promote_after_all`` rung: nothing but the baseline leaves before every
-    candidate has finished; then the best of all of them, not of the first few."""
+    """A capped ``promote_after_all`` rung: nothing leaves before every candidate has finished,
+    not even the baseline (its top-rung training would take a worker from the rung); then the
+    best of all of them, not of the first few, and the baseline."""
     schedule = RungSchedule((Rung(promote_at_most=2, promote_after_all=True), Rung()), eta=2)
     done = [Evaluated(0, "base", 0, (0.3, 3.0), "baseline")] + [
         Evaluated(i, f"k{i}", 0, (0.1 * i, 1.0)) for i in range(1, 10)]  # best: 9, 8
     early = done[:3]
     claimed = {(e.key, 0) for e in early}
-    got = next_promotion(early, claimed, schedule, DIRS, Progress(False, frozenset({0})))
-    assert got is not None and got[0].design == "baseline"  # at once
-    claimed.add(("base", 1))
     assert next_promotion(early, claimed, schedule, DIRS, Progress(False, frozenset({0}))) is None
     assert not promotions_settled(early, claimed, schedule, DIRS, Progress(False, frozenset({0})))
     claimed |= {(e.key, 0) for e in done}
@@ -191,6 +189,9 @@ def test_promote_after_all_waits_for_the_rung_to_close() -> None:
     got = next_promotion(done, claimed, schedule, DIRS, Progress(True, frozenset({1})))
     assert got is not None and got[0].number == 8
     claimed.add(("k8", 1))
+    got = next_promotion(done, claimed, schedule, DIRS, Progress(True, frozenset({1})))
+    assert got is not None and got[0].design == "baseline"  # with the others, not before
+    claimed.add(("base", 1))
     assert next_promotion(done, claimed, schedule, DIRS, Progress(True, frozenset({1}))) is None
     assert promotions_settled(done, claimed, schedule, DIRS, Progress(True, frozenset({1})))
     # without promote_after_all the same cap is used up by the first results (ASHA)

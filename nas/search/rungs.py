@@ -57,7 +57,8 @@ class Rung:
         promote_at_most: at most this many candidates leave this rung (None: ``1 / eta`` of
             them, no cap); a supernet rung scores hundreds, the next rung trains a few.
         promote_after_all: promote only once the rung is closed (search, then confirm); the
-            ``always_promote`` designs leave at once.
+            ``always_promote`` designs leave with the others, so every worker stays on the
+            rung while it is open (the top rung then trains them all together).
         promote_designs: every enqueued design (the baseline and the space's seeds) leaves
             this rung, outside the quota and the cap: a zero-cost screening rung still has the
             hand-made designs trained, so the answer is read against them.
@@ -224,9 +225,9 @@ def _chosen(ranked: list[Evaluated], rung: int, closed: bool, claimed: set[tuple
         return e.design in schedule.always_promote or (spec.promote_designs
                                                        and e.design is not None)
 
+    if spec.promote_after_all and not closed:  # the forced ones too: every worker on the rung
+        return []
     quota = len(ranked) // schedule.eta
-    if spec.promote_after_all and not closed:
-        quota = 0
     cap = spec.promote_at_most
     if cap is not None:  # a hard cap: early promotions that later fell out of the top count
         left = sum((e.key, rung + 1) in claimed for e in ranked if not forced(e))
