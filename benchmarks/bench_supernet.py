@@ -12,7 +12,8 @@ script
    each candidate the same way;
 3. prints the cost of each, candidates per hour of this machine (supernet training included,
    amortised over ``--candidates``), the number a 15-minute search would score, and the
-   Kendall tau (``scipy.stats.kendalltau``) of supernet mAP50-95 against standalone mAP50-95
+   Kendall tau (``scipy.stats.kendalltau``) of the supernet's score (``--score``: the negated
+   validation loss, the evaluator's default, or mAP50-95) against standalone mAP50-95
    over the standalone designs. ``--json`` also writes everything measured.
 
 ``--reference FILE`` reads the standalone results from an earlier ``--json`` report instead of
@@ -58,6 +59,7 @@ from nas.search.evaluators import EvalContext  # noqa: E402
 from nas.search.space import SearchSpace, load_space  # noqa: E402
 from nas.search.wiring import to_arch  # noqa: E402
 from nas.supernet import SupernetEvaluator, SupernetSettings  # noqa: E402
+from nas.supernet.config import SCORES  # noqa: E402
 from nas.supernet.sampling import BALANCES  # noqa: E402
 from nas.train import TrainConfig, fit  # noqa: E402
 
@@ -191,14 +193,16 @@ def read_reference(path: Path, panel: list[tuple[str, dict[str, Any]]]) -> list[
 
 def score_pool(evaluator: SupernetEvaluator, pool: list[dict[str, Any]], space: SearchSpace,
                data: Any, train: TrainConfig) -> tuple[list[float], float, float]:  # fmt: skip
-    """Supernet scores of ``pool``, each timed as a trial (build, counts, score)."""
+    """Supernet scores of ``pool`` (mAP50-95, or the negated validation loss with
+    ``--score val_loss``), each timed as a trial (build, counts, score)."""
     scores, wall, cpu = [], 0.0, 0.0
     for choices in pool:
         start, cpu0 = time.perf_counter(), time.process_time()
         torch.manual_seed(train.seed)
         model = build_model(to_arch(space, choices, data.num_classes))
         trial_counts(model)
-        scores.append(evaluator.score(model, choices, data=data, train=train).map50_95)
+        score = evaluator.score(model, choices, data=data, train=train)
+        scores.append(score.map50_95 if score.proxy is None else score.proxy)
         wall += time.perf_counter() - start
         cpu += time.process_time() - cpu0
     return scores, wall / len(pool), cpu / len(pool)
@@ -245,8 +249,10 @@ def main() -> None:
                         "the fidelity reference's)")
     parser.add_argument("--all-images", action="store_true",
                         help="all images (synthetic: 400 / 100) instead of the search's subsets")
-    parser.add_argument("--bn-batches", type=int, default=8)
-    parser.add_argument("--finetune-steps", type=int, default=0)
+    parser.add_argument("--score", choices=SCORES, default=SupernetSettings.score,
+                        help="what ranks a candidate (evaluator.score; default %(default)s)")
+    parser.add_argument("--bn-batches", type=int, default=SupernetSettings.bn_batches)
+    parser.add_argument("--finetune-steps", type=int, default=SupernetSettings.finetune_steps)
     parser.add_argument("--ema", action="store_true", help="inherit the supernet's EMA weights")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
     parser.add_argument("--seed", type=int, default=0)
@@ -293,7 +299,7 @@ def main() -> None:
     suffix = f"{'-ema' if args.ema else ''}{f'-{recipe.key}' if overrides else ''}"
     for rule in args.sampling:
         settings = SupernetSettings(epochs=args.epochs, sampling=rule, balance=args.balance,
-                                    bn_batches=args.bn_batches,
+                                    score=args.score, bn_batches=args.bn_batches,
                                     finetune_steps=args.finetune_steps, ema=args.ema,
                                     sandwich_random=args.sandwich_random,
                                     inplace_distill=args.inplace_distill)  # fmt: skip

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from nas.data import DataConfig, PreparedData, prepare_data
+from nas.fidelity.proxies import validation_loss
 from nas.model.counting import count_gflops, count_params
 from nas.model.detector import build_model
 from nas.search.evaluators import EvalContext, make_evaluator
@@ -299,8 +300,17 @@ def test_evaluator_prepares_once_records_and_scores(
     choices = tiny_space.complete(LIGHT)
     model = build_model(to_arch(tiny_space, choices, 3))
     score = evaluator.score(model, choices, data=tiny_data, train=cfg)
-    assert 0 <= score.map50_95 <= score.map50 <= 1 and score.epochs == 0
+    # the default score: the validation loss of the inherited, recalibrated model, negated
+    assert score.map50_95 is None and score.epochs == 0
+    assert score.proxy == pytest.approx(-validation_loss(model, tiny_data,
+                                                         batch_size=cfg.eval_batch_size))
+    assert score.attrs["supernet_val_loss"] == pytest.approx(-score.proxy, abs=1e-5)
     assert score.attrs["evaluator"] == "supernet" and score.attrs["supernet_steps"] == 2
+    by_map = make_evaluator({"name": "supernet", "epochs": 1, "bn_batches": 1,
+                             "score": "map50_95"})  # fmt: skip
+    by_map.prepare(ctx)
+    score = by_map.score(model, choices, data=tiny_data, train=cfg)
+    assert score.proxy is None and 0 <= score.map50_95 <= score.map50 <= 1
     again = make_evaluator({"name": "supernet", "epochs": 1, "bn_batches": 1})
     again.prepare(ctx)  # a second process: loads the finished supernet, trains nothing
     assert study.user_attrs["supernet"]["resumed_from"] == 2
@@ -340,6 +350,8 @@ def test_settings_reject_unknown_keys_naming_the_valid_ones() -> None:
         SupernetSettings(sampling="bignas")
     with pytest.raises(ValueError, match=r"balance='paths'; valid: \['options', 'weights'\]"):
         SupernetSettings(balance="paths")
+    with pytest.raises(ValueError, match=r"score='map'; valid: \['val_loss', 'map50_95'\]"):
+        SupernetSettings(score="map")
     with pytest.raises(ValueError, match="inplace_distill=-1"):
         SupernetSettings(sampling="sandwich", inplace_distill=-1)
     with pytest.raises(ValueError, match="bn_batches=-1"):

@@ -336,6 +336,8 @@ def _proxy_outcome(trial: optuna.Trial, ctx: TrialContext, scores: list[Score],
     trial.set_user_attr(A.PROXY, value)
     trial.set_user_attr(A.TRAIN_SECONDS, float(sum(s.seconds for s in scores)))
     trial.set_user_attr(A.EPOCHS, 0)
+    for name, attr in scores[0].attrs.items():
+        trial.set_user_attr(name, attr)
     metrics[ctx.objectives.maximize] = value
     return TrialOutcome(TrialState.COMPLETE, [metrics[n] for n in ctx.objectives.names])
 

@@ -2,8 +2,9 @@
 
 ``prepare`` trains the supernet once per study (or resumes it, or loads the finished one) under
 ``results/<study>/supernet/``; ``score`` copies the candidate's path into the trial's
-standalone build, recalibrates BatchNorm, optionally fine-tunes, and evaluates with
-pycocotools (``nas.train.evaluate``): seconds per candidate instead of a training.
+standalone build, optionally fine-tunes, recalibrates BatchNorm, and scores it by its
+validation loss (a proxy score, higher is better: the loss negated) or its pycocotools mAP
+(``settings.score``): seconds per candidate instead of a training.
 
 Example:
     >>> from nas.search.evaluators import make_evaluator
@@ -113,7 +114,8 @@ class SupernetEvaluator:
         on_epoch: Callable[[Any], None] | None = None,
         progress: bool = False,
     ) -> Score:
-        """Inherit, recalibrate, (fine-tune,) evaluate; ``model`` ends holding those weights."""
+        """Inherit, (fine-tune,) recalibrate, score; ``model`` ends holding those weights."""
+        from nas.fidelity.proxies import validation_loss
         from nas.train import evaluate
 
         if self.supernet is None or self.run is None:
@@ -125,8 +127,6 @@ class SupernetEvaluator:
         loss = finetune(model, data, train, steps=s.finetune_steps, seed=train.seed)  # type: ignore[arg-type]
         images = recalibrate_bn(model, data.train, batches=s.bn_batches,
                                 batch_size=train.batch_size, seed=train.seed)  # fmt: skip
-        result = evaluate(model, data, conf=train.conf, iou=train.iou, max_det=train.max_det,
-                          batch_size=train.eval_batch_size)  # fmt: skip
         attrs: dict[str, Any] = {
             "evaluator": "supernet",
             "supernet_steps": self.run.steps,
@@ -136,6 +136,13 @@ class SupernetEvaluator:
         }
         if s.finetune_steps:
             attrs["finetune_loss"] = round(loss, 5)
+        if s.score == "val_loss":  # the loss negated: a proxy score, higher is better
+            val_loss = validation_loss(model, data, batch_size=train.eval_batch_size)
+            attrs["supernet_val_loss"] = round(val_loss, 5)
+            return Score(map50=None, map50_95=None, proxy=-val_loss,
+                         seconds=time.perf_counter() - start, epochs=0, attrs=attrs)  # fmt: skip
+        result = evaluate(model, data, conf=train.conf, iou=train.iou, max_det=train.max_det,
+                          batch_size=train.eval_batch_size)  # fmt: skip
         return Score(map50=float(result.map50), map50_95=float(result.map50_95),
                      seconds=time.perf_counter() - start, epochs=0, attrs=attrs)  # fmt: skip
 
