@@ -37,7 +37,7 @@ class SupernetSettings:
         score: What ranks a candidate: ``val_loss`` (its validation loss, box + cls + dfl,
             negated, as a proxy score: no mAP is computed) or ``map50_95`` (pycocotools). The
             loss ranked three synthetic panels better and steadier across supernet lengths
-            than the mAP, without fine-tuning and at half the cost per candidate (README).
+            than the mAP, without fine-tuning and at a third of the cost per candidate (README).
         bn_batches: Training batches (of ``train.batch_size``, not augmented) that recalibrate
             a candidate's BatchNorm statistics (0: keep the supernet's running statistics).
         finetune_steps: Optimizer steps of fine-tuning per candidate after inheriting (0: none,
